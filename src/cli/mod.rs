@@ -1,0 +1,71 @@
+//! Command-line interface. `koji-adjutant <subcommand>`; invoked under the name
+//! `kojid` it behaves as `koji-adjutant daemon`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes scripts can rely on (documented in docs/cli.md).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A generic failure (the message says what failed).
+    pub const FAILURE: u8 = 1;
+    /// Bad usage: unknown flag, malformed argument, bad configuration.
+    pub const USAGE: u8 = 2;
+    /// The requested object (image, container, file) does not exist.
+    pub const NOT_FOUND: u8 = 3;
+    /// The runtime itself failed to run a container command (podman uses 125).
+    pub const RUNTIME: u8 = 125;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "koji-adjutant",
+    version,
+    about = "A Koji build host daemon with its own rootless container runtime"
+)]
+pub struct Cli {
+    /// Image and container store (default /var/lib/koji-adjutant as root,
+    /// $XDG_DATA_HOME/koji-adjutant otherwise).
+    #[arg(long, global = true, env = "KOJI_ADJUTANT_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. `debug` or `adjutant_runtime=trace`.
+    #[arg(long, global = true, env = "KOJI_ADJUTANT_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage images in the store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    match cli.command {
+        Command::Image(c) => match c {},
+    }
+}

@@ -1,0 +1,7 @@
+//! koji-adjutant: a Koji build host daemon (a drop-in for `kojid`) with its own
+//! rootless container runtime (the `adjutant-runtime` crate).
+//!
+//! The worker knows nothing about namespaces: it asks the runtime for containers and
+//! runs steps in them. See docs/ARCHITECTURE.md for a map of the code.
+
+pub mod cli;
