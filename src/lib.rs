@@ -5,3 +5,4 @@
 //! runs steps in them. See docs/ARCHITECTURE.md for a map of the code.
 
 pub mod cli;
+pub mod xmlrpc;
