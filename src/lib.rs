@@ -5,4 +5,5 @@
 //! runs steps in them. See docs/ARCHITECTURE.md for a map of the code.
 
 pub mod cli;
+pub mod config;
 pub mod xmlrpc;

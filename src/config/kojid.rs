@@ -175,7 +175,10 @@ impl IniFile {
                     let k = (sect.clone(), key.clone());
                     if added_keys.contains(&k) {
                         let where_ = sect.as_deref().unwrap_or("DEFAULT");
-                        return Err(err(lineno, format!("option {key:?} in section [{where_}] appears twice")));
+                        return Err(err(
+                            lineno,
+                            format!("option {key:?} in section [{where_}] appears twice"),
+                        ));
                     }
                     added_keys.push(k.clone());
                     pieces.insert(k, vec![val]);
@@ -186,13 +189,18 @@ impl IniFile {
                     };
                     match &sect {
                         None => self.defaults.insert(key.clone(), entry),
-                        Some(s) => self.sections.entry(s.clone()).or_default().insert(key.clone(), entry),
+                        Some(s) => self
+                            .sections
+                            .entry(s.clone())
+                            .or_default()
+                            .insert(key.clone(), entry),
                     };
                     optname = Some(key);
                 }
                 _ => {
                     if first_error.is_none() {
-                        first_error = Some(err(lineno, format!("not a `key = value` line: {line:?}")));
+                        first_error =
+                            Some(err(lineno, format!("not a `key = value` line: {line:?}")));
                     }
                     // ConfigParser keeps going and raises at the end
                     optname = None;
@@ -295,7 +303,11 @@ mod tests {
     #[test]
     fn later_files_override_and_dirs_read_sorted() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("10-a.conf"), "[kojid]\nsleeptime = 1\nmaxjobs = 2\n").unwrap();
+        std::fs::write(
+            dir.path().join("10-a.conf"),
+            "[kojid]\nsleeptime = 1\nmaxjobs = 2\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("20-b.conf"), "[kojid]\nsleeptime = 3\n").unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "[kojid]\nsleeptime = 9\n").unwrap();
         let ini = IniFile::read_path(dir.path()).unwrap();
