@@ -6,5 +6,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod hub;
+pub mod registry;
 pub mod xmlrpc;

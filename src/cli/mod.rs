@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod daemon;
+
 /// Exit codes scripts can rely on (documented in docs/cli.md).
 pub mod exit {
     /// Success.
@@ -43,6 +45,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the build host daemon (kojid's flags; the binary run as `kojid` does this).
+    Daemon(Box<crate::config::DaemonArgs>),
     /// Manage images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -53,7 +57,7 @@ pub enum ImageCommand {}
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args = kojid_argv(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -66,6 +70,58 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Daemon(a) => daemon::run(*a, cli.root, cli.log),
         Command::Image(c) => match c {},
+    }
+}
+
+/// Invoked as `kojid` (e.g. a symlink, so an existing kojid.service works unchanged),
+/// behave as `koji-adjutant daemon`.
+pub fn kojid_argv(mut args: Vec<OsString>) -> Vec<OsString> {
+    let is_kojid = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "kojid");
+    if is_kojid {
+        args.insert(1, OsString::from("daemon"));
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kojid_name_means_daemon() {
+        let a = kojid_argv(vec![
+            "/usr/sbin/kojid".into(),
+            "--fg".into(),
+            "--force-lock".into(),
+            "--verbose".into(),
+        ]);
+        let cli = Cli::try_parse_from(a).unwrap();
+        match cli.command {
+            Command::Daemon(d) => {
+                assert!(d.fg && d.force_lock && d.verbose);
+            }
+            _ => panic!("not the daemon"),
+        }
+        let a = kojid_argv(vec![
+            "koji-adjutant".into(),
+            "daemon".into(),
+            "-c".into(),
+            "/x.conf".into(),
+            "--maxjobs".into(),
+            "3".into(),
+        ]);
+        let cli = Cli::try_parse_from(a).unwrap();
+        match cli.command {
+            Command::Daemon(d) => {
+                assert_eq!(d.config.as_deref(), Some(std::path::Path::new("/x.conf")));
+                assert_eq!(d.maxjobs, Some(3));
+            }
+            _ => panic!("not the daemon"),
+        }
     }
 }
