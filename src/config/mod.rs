@@ -452,10 +452,10 @@ impl Config {
     /// `log_level` > WARNING.
     pub fn log_filter(&self) -> &'static str {
         if self.flags.debug {
-            return "debug";
+            return "warn,koji_adjutant=debug,adjutant_runtime=debug";
         }
         if self.flags.verbose {
-            return "info";
+            return "warn,koji_adjutant=info,adjutant_runtime=info";
         }
         match self
             .kojid
@@ -464,8 +464,8 @@ impl Config {
             .map(str::to_ascii_uppercase)
             .as_deref()
         {
-            Some("DEBUG") | Some("NOTSET") => "debug",
-            Some("INFO") => "info",
+            Some("DEBUG") | Some("NOTSET") => "warn,koji_adjutant=debug,adjutant_runtime=debug",
+            Some("INFO") => "warn,koji_adjutant=info,adjutant_runtime=info",
             Some("ERROR") | Some("CRITICAL") => "error",
             _ => "warn",
         }

@@ -507,10 +507,12 @@ impl TaskManager {
             );
             let session = self.session.clone();
             let outcome = run_task(handler, ctx, params, session, self.registry.clone()).await;
-            self.hub_tasks.remove(&id);
             match outcome {
+                // as kojid: the task stays in our list, so the shutdown frees it
                 Outcome::Exit => return Err(LoopError::Stop(LoopExit::Exit)),
-                Outcome::Done => {}
+                Outcome::Done => {
+                    self.hub_tasks.remove(&id);
+                }
             }
         } else {
             let sub = self.session.subsession().await?;
