@@ -633,9 +633,30 @@ async fn run_task(
             workdir.display()
         ))),
         Ok(()) => {
+            // The handler runs as its own tokio task so that a panic fails the task
+            // (fault code 1, as kojid reports an uncaught exception) instead of
+            // leaving it OPEN, and so that cancellation can abort it.
+            let mut h = tokio::spawn(async move { handler.run(ctx, params).await });
             tokio::select! {
-                r = handler.run(ctx, params) => r,
-                _ = cancel.cancelled() => Err(TaskFailure::Canceled),
+                r = &mut h => match r {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => {
+                        let msg = e
+                            .into_panic()
+                            .downcast::<String>()
+                            .map(|s| *s)
+                            .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|_| "unknown panic".into());
+                        error!(task = id, msg, "task handler panicked");
+                        Err(TaskFailure::internal(format!("task handler panicked: {msg}")))
+                    }
+                    Err(_) => Err(TaskFailure::Canceled),
+                },
+                _ = cancel.cancelled() => {
+                    h.abort();
+                    let _ = h.await;
+                    Err(TaskFailure::Canceled)
+                }
             }
         }
     };
