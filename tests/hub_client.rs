@@ -328,6 +328,26 @@ async fn uploads_in_verified_chunks_only_while_the_task_is_ours() {
         support::fakehub::read_uploaded(&hub, &sum.relpath).unwrap(),
         b"short"
     );
+    // sha256 verification works the same way
+    let up256 = Uploader::new(
+        s.clone(),
+        rel.clone(),
+        UploadOptions {
+            blocksize: 30000,
+            verify: koji_adjutant::hub::Verify::Sha256,
+            ..Default::default()
+        },
+    );
+    std::fs::write(&file, &content).unwrap();
+    up256.upload_file(&file, Some("sha.bin")).await.unwrap();
+    assert_eq!(
+        support::fakehub::read_uploaded(&hub, &format!("{rel}/sha.bin")).unwrap(),
+        content
+    );
+    assert!(hub.calls_of("rawUpload").last().unwrap().params[0]
+        .as_str()
+        .unwrap()
+        .contains("fileverify=sha256"));
     // bad names never reach the hub
     assert!(up.upload_bytes(b"x", "../x").await.is_err());
     assert!(up.upload_bytes(b"x", ".hidden").await.is_err());

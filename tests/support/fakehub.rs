@@ -1564,7 +1564,7 @@ async fn handle_upload(
     };
     let _ = ctx;
     let verify = q.get("fileverify").cloned().unwrap_or_default();
-    if verify != "adler32" {
+    if verify != "adler32" && verify != "sha256" {
         // the hub calls get_verify_class(verify)() → fault 1 for an empty/unknown one
         return Ok(xml_response(encode_fault_response(&fault(
             1,
@@ -1599,7 +1599,7 @@ async fn handle_upload(
         _ => None,
     };
     let mut size = 0usize;
-    let mut a = adler2::Adler32::new();
+    let mut a = Digest::new(&verify);
     use hyper::body::Body as _;
     while let Some(frame) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
@@ -1615,7 +1615,7 @@ async fn handle_upload(
                 }
             }
             f.write_all(data).unwrap();
-            a.write_slice(data);
+            a.update(data);
             size += data.len();
         }
     }
@@ -1624,9 +1624,9 @@ async fn handle_upload(
     }
     Ok(xml_response(encode_response(&Value::struct_from([
         ("size", Value::Int(size as i64)),
-        ("fileverify", Value::from("adler32")),
+        ("fileverify", Value::from(verify.as_str())),
         ("offset", Value::Int(start as i64)),
-        ("hexdigest", Value::String(format!("{:08x}", a.checksum()))),
+        ("hexdigest", Value::String(a.hex())),
     ]))))
 }
 
@@ -1641,4 +1641,32 @@ pub fn read_uploaded(hub: &FakeHub, rel: &str) -> Option<Vec<u8>> {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// adler32 or sha256, as the hub's get_verify_class.
+enum Digest {
+    Adler(adler2::Adler32),
+    Sha(Vec<u8>),
+}
+
+impl Digest {
+    fn new(kind: &str) -> Digest {
+        if kind == "sha256" {
+            Digest::Sha(Vec::new())
+        } else {
+            Digest::Adler(adler2::Adler32::new())
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Digest::Adler(a) => a.write_slice(data),
+            Digest::Sha(buf) => buf.extend_from_slice(data),
+        }
+    }
+    fn hex(self) -> String {
+        match self {
+            Digest::Adler(a) => format!("{:08x}", a.checksum()),
+            Digest::Sha(buf) => koji_adjutant::hub::Verify::Sha256.digest(&buf),
+        }
+    }
 }
