@@ -48,18 +48,21 @@ trap print_summary EXIT
 if [ "$(id -u)" = 0 ]; then step setup-host tests/setup-host.sh
 else step setup-host tests/setup-host.sh --check; fi
 
-fixtures_out=$(mktemp)
-step fixtures sh -c 'tests/fixtures/make-fixtures.sh --rpmroot > "$1"' _ "$fixtures_out"
-KOJI_ADJUTANT_FIXTURES=$(cat "$fixtures_out"); rm -f "$fixtures_out"
-export KOJI_ADJUTANT_FIXTURES
-echo "KOJI_ADJUTANT_FIXTURES=$KOJI_ADJUTANT_FIXTURES" >&2
-
-registry_out=$(mktemp)
-registry_started=1
-step registry sh -c 'tests/registry.sh start > "$1"' _ "$registry_out"
-eval "$(cat "$registry_out")"; rm -f "$registry_out"
-export KOJI_ADJUTANT_TEST_REGISTRY
-echo "KOJI_ADJUTANT_TEST_REGISTRY=$KOJI_ADJUTANT_TEST_REGISTRY" >&2
+fixtures() {
+  KOJI_ADJUTANT_FIXTURES=$(tests/fixtures/make-fixtures.sh --rpmroot) || return
+  export KOJI_ADJUTANT_FIXTURES
+  echo "KOJI_ADJUTANT_FIXTURES=$KOJI_ADJUTANT_FIXTURES" >&2
+}
+registry() {
+  registry_started=1
+  local env
+  env=$(tests/registry.sh start) || return
+  eval "$env"
+  export KOJI_ADJUTANT_TEST_REGISTRY
+  echo "KOJI_ADJUTANT_TEST_REGISTRY=$KOJI_ADJUTANT_TEST_REGISTRY" >&2
+}
+step fixtures fixtures
+step registry registry
 
 if [ $lint = 1 ]; then
   step fmt cargo fmt --all --check || true
