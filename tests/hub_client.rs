@@ -198,12 +198,23 @@ async fn dropped_connections_are_retried_with_the_same_call_number() {
     let updates = hub.calls_of("host.updateHost");
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].callnum, updates[1].callnum);
-    // a call that took effect but whose answer was lost is not run twice
+    // a call that took effect but whose answer was lost is not run twice: the hub
+    // refuses the replay (RetryError) ...
     let t = hub.make_task("sleep", vec![Value::Int(1)]);
     assert!(s.host_open_task(t).await.unwrap().is_some());
-    hub.inject("host.setTaskWeight", 1, Action::DropAfter);
-    let e = s.host_set_task_weight(t, 2.0).await.unwrap_err();
+    hub.inject("host.subtask", 1, Action::DropAfter);
+    let e = s
+        .host_subtask("sleep", vec![Value::Int(1)], t, Struct::new())
+        .await
+        .unwrap_err();
     assert!(matches!(e, HubError::TookEffect { .. }), "{e}");
+    assert_eq!(
+        hub.with(|st| st.tasks.values().filter(|x| x.parent == Some(t)).count()),
+        1
+    );
+    // ... which, for calls that return nothing, is success
+    hub.inject("host.setTaskWeight", 1, Action::DropAfter);
+    s.host_set_task_weight(t, 2.0).await.unwrap();
     assert_eq!(hub.task(t).weight, 2.0);
     assert_eq!(
         hub.calls_of("host.setTaskWeight")
@@ -212,6 +223,11 @@ async fn dropped_connections_are_retried_with_the_same_call_number() {
             .count(),
         1
     );
+    hub.inject("host.closeTask", 1, Action::DropAfter);
+    s.host_close_task(t, koji_adjutant::xmlrpc::encode_response(&Value::Nil))
+        .await
+        .unwrap();
+    assert_eq!(hub.task(t).state, support::fakehub::CLOSED);
 }
 
 #[tokio::test]

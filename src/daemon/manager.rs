@@ -445,9 +445,25 @@ impl TaskManager {
             }
             return Ok(false);
         }
-        let Some(data) = self.session.host_open_task(id).await? else {
-            warn!(task = id, "could not open task");
-            return Ok(false);
+        let data = match self.session.host_open_task(id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                warn!(task = id, "could not open task");
+                return Ok(false);
+            }
+            // the task was opened but the answer was lost: it is ours if the hub says so
+            Err(HubError::TookEffect { .. }) => {
+                let now = self.session.get_task_info(id, false).await?;
+                let ours = now.as_ref().is_some_and(|i| {
+                    i.get("state").and_then(Value::as_i64) == Some(TaskState::Open.as_i64())
+                        && i.get("host_id").and_then(Value::as_i64) == Some(self.host_id)
+                });
+                match now {
+                    Some(i) if ours => i,
+                    _ => return Ok(false),
+                }
+            }
+            Err(e) => return Err(e.into()),
         };
         // The request as opened (authoritative; getTaskInfo's is the same call).
         let params = match data.get("request").and_then(Value::as_str) {
