@@ -212,6 +212,23 @@ async fn dropped_connections_are_retried_with_the_same_call_number() {
         hub.with(|st| st.tasks.values().filter(|x| x.parent == Some(t)).count()),
         1
     );
+    // a labeled subtask is idempotent: asking again returns the child's id
+    hub.inject("host.subtask", 1, Action::DropAfter);
+    let mut opts = Struct::new();
+    opts.insert("label".into(), Value::from("x"));
+    let c1 = s
+        .host_subtask("sleep", vec![Value::Int(1)], t, opts.clone())
+        .await
+        .unwrap();
+    let c2 = s
+        .host_subtask("sleep", vec![Value::Int(1)], t, opts)
+        .await
+        .unwrap();
+    assert_eq!(c1, c2);
+    assert_eq!(
+        hub.with(|st| st.tasks.values().filter(|x| x.parent == Some(t)).count()),
+        2
+    );
     // ... which, for calls that return nothing, is success
     hub.inject("host.setTaskWeight", 1, Action::DropAfter);
     s.host_set_task_weight(t, 2.0).await.unwrap();

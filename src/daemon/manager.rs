@@ -291,7 +291,9 @@ impl TaskManager {
 
     /// kojid `readyForTask`: Ok(None) when ready, Ok(Some(reason)) when not.
     pub async fn ready_for_task(&mut self) -> Result<Option<String>, LoopError> {
-        if self.control.is_restart_pending() {
+        let pending = self.control.is_restart_pending();
+        self.registry.update_host(|h| h.restart_pending = pending);
+        if pending {
             if !self.running.is_empty() {
                 return Ok(Some("Pending restart".into()));
             }

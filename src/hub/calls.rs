@@ -368,7 +368,15 @@ impl HubSession {
         for (k, v) in opts {
             kw.insert(k, v);
         }
-        let v = self.call_kw("host.subtask", vec![], kw).await?;
+        let labeled = kw.contains_key("label");
+        let v = match self.call_kw("host.subtask", vec![], kw.clone()).await {
+            // The child was made but the answer lost; subtasks are idempotent per
+            // label, so asking again (a new call number) returns its id.
+            Err(HubError::TookEffect { .. }) if labeled => {
+                self.call_kw("host.subtask", vec![], kw).await?
+            }
+            r => r?,
+        };
         v.as_i64()
             .ok_or_else(|| HubError::protocol("host.subtask", format!("not a task id: {v}")))
     }
