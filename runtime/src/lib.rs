@@ -9,4 +9,8 @@
 //! helper; binaries embedding this crate must call [`helper::dispatch`] first thing in
 //! `main`, before any thread is spawned.
 
+pub mod digest;
 pub mod idmap;
+pub mod layer;
+pub mod platform;
+pub mod reference;
