@@ -531,8 +531,12 @@ impl Applier<'_> {
                 if safe::join(&tcomps) == norm {
                     return Err(self.refused(&e.path, "hardlink to itself"));
                 }
-                let tdir = self.root.dir(tparent, Create::No).map_err(|r| {
-                    self.refused(&e.path, format!("hardlink target {:?}: {r}", lossy(target)))
+                let tdir = self.root.dir(tparent, Create::No).map_err(|r| match r {
+                    ResolveError::Missing(_) => self.refused(
+                        &e.path,
+                        format!("hardlink target {:?} is not in this layer", lossy(target)),
+                    ),
+                    r => self.refused(&e.path, format!("hardlink target {:?}: {r}", lossy(target))),
                 })?;
                 match sys::lstatat(tdir.as_fd(), tname)
                     .map_err(self.apply_err(&e.path, "stat hardlink target"))?

@@ -181,10 +181,10 @@ impl Layout {
         Ok((f, p))
     }
 
-    /// Write `data` to `path` atomically (temp file in the same directory + rename).
+    /// Write `data` to `path` atomically: a temporary file in `ingest/` (so a crash
+    /// leaves debris only there, where prune looks) renamed into place.
     pub fn write_atomic(&self, path: &Path, data: &[u8]) -> Result<(), StoreError> {
-        let dir = path.parent().unwrap_or(&self.root);
-        let tmp = dir.join(format!(".{}", tmp_name("tmp")));
+        let tmp = self.ingest_dir().join(tmp_name("atomic"));
         let res = (|| {
             let mut f = OpenOptions::new()
                 .write(true)

@@ -499,6 +499,7 @@ impl Store {
     /// Remove an image name (or, for a digest or id, every name of that image).
     /// Blobs and layers stay until [`Store::prune`]. Returns the names removed.
     pub fn remove(&self, reference: &str) -> Result<Vec<String>, StoreError> {
+        let _gc = self.gc_shared()?;
         let _l = self.index_lock()?;
         let mut idx = self.layout.read_index()?;
         let target = self.find(&idx, reference)?.clone();

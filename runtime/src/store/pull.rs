@@ -6,6 +6,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tracing::{debug, info, Instrument};
 
 use super::{info_from, lock::FileLock, PullOptions, PullPolicy, PullReport, Store, StoreError};
+use crate::digest::Digest;
 use crate::manifest::{self, media, Descriptor, Document, PlatformSpec};
 use crate::progress::{BlobKind, Event, Progress};
 use crate::reference::RegistryRef;
@@ -54,6 +55,41 @@ impl Store {
         r: &RegistryRef,
         name: &str,
         opts: &PullOptions,
+    ) -> Result<PullReport, StoreError> {
+        let wanted = std::sync::Mutex::new(Vec::new());
+        let res = self.pull_steps(r, name, opts, &wanted).await;
+        if res.is_err() {
+            // Downloads this pull started and did not finish (cancelled siblings of
+            // the failure) leave no partial files behind.
+            let wanted = std::mem::take(&mut *super::lock_poisoned(&wanted));
+            self.drop_partials(&wanted);
+        }
+        res
+    }
+
+    fn drop_partials(&self, digests: &[Digest]) {
+        for d in digests {
+            let p = self.layout.partial_path(d);
+            if !p.exists() {
+                continue;
+            }
+            let busy = super::lock_poisoned(&self.inflight)
+                .get(d)
+                .is_some_and(|g| Arc::strong_count(g) > 1);
+            let lp = self.lock_path(&format!("blob-{}.lock", d.hex()));
+            if let (false, Ok(Some(_l))) = (busy, FileLock::try_exclusive(&lp)) {
+                debug!(blob = %d, "removing the partial download of a failed pull");
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+
+    async fn pull_steps(
+        &self,
+        r: &RegistryRef,
+        name: &str,
+        opts: &PullOptions,
+        wanted: &std::sync::Mutex<Vec<Digest>>,
     ) -> Result<PullReport, StoreError> {
         let t0 = std::time::Instant::now();
         let client = self.client()?;
@@ -104,6 +140,11 @@ impl Store {
                 }
             };
         m.check_image().map_err(invalid)?;
+        {
+            let mut w = super::lock_poisoned(wanted);
+            w.push(m.config.digest.clone());
+            w.extend(m.layers.iter().map(|l| l.digest.clone()));
+        }
 
         let mut report = Counters::default();
         // Config first: its diff_ids must match the layers before anything big moves.
@@ -118,7 +159,10 @@ impl Store {
 
         let client_ref = &client;
         let outcomes: Vec<BlobOutcome> = futures_util::stream::iter(m.layers.clone())
-            .map(|l| async move { self.ensure_blob(client_ref, r, &l, BlobKind::Layer, progress).await })
+            .map(|l| async move {
+                self.ensure_blob(client_ref, r, &l, BlobKind::Layer, progress)
+                    .await
+            })
             .buffer_unordered(opts.parallel.max(1))
             .try_collect()
             .await?;
