@@ -277,3 +277,39 @@ fn malformed_headers_and_oversized_extensions_are_refused() {
         "root entry",
     );
 }
+
+/// The hostile layers of the shared fixtures (tests/fixtures/layers/hostile/*.spec).
+#[test]
+fn fixture_hostile_layers() {
+    let dir = support::fixtures().join("layers/hostile");
+    for (name, entry, why) in [
+        (
+            "absolute",
+            "/tmp/koji-adjutant-escaped-absolute",
+            "absolute",
+        ),
+        ("dotdot", "../koji-adjutant-escaped-dotdot", "`..`"),
+        ("hardlink-escape", "passwd-link", "outside the layer root"),
+        (
+            "symlink-absolute",
+            "evil/koji-adjutant-escaped-abs-symlink",
+            "symlink",
+        ),
+        (
+            "symlink-escape",
+            "evil/koji-adjutant-escaped-symlink",
+            "symlink",
+        ),
+        ("whiteout-escape", "etc/.wh...", "whiteout"),
+    ] {
+        let tar = std::fs::read(dir.join(format!("{name}.tar"))).unwrap();
+        refused(&tar, entry, why);
+    }
+    for f in [
+        "/tmp/koji-adjutant-escaped-absolute",
+        "/tmp/koji-adjutant-escaped-abs-symlink",
+        "/tmp/koji-adjutant-escaped-symlink",
+    ] {
+        assert!(!Path::new(f).exists(), "{f} was written");
+    }
+}

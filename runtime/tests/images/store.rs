@@ -138,7 +138,7 @@ fn layers_unpack_once_and_a_second_use_writes_nothing() {
     let first = s
         .unpack(&img, &m, &*adjutant_runtime::progress::silent())
         .unwrap();
-    assert_eq!((first.layers_unpacked, first.layers_present), (2, 0));
+    assert_eq!((first.layers_unpacked, first.layers_present), (3, 0));
     assert_eq!(first.dirs, s.layer_dirs(&img, &m).unwrap());
     let stamps: Vec<_> = first.dirs.iter().map(|d| dir_stamp(d)).collect();
     let inner = dir_stamp(&first.dirs[0].join("bin"));
@@ -146,7 +146,7 @@ fn layers_unpack_once_and_a_second_use_writes_nothing() {
     let second = s
         .unpack(&img, &m, &*adjutant_runtime::progress::silent())
         .unwrap();
-    assert_eq!((second.layers_unpacked, second.layers_present), (0, 2));
+    assert_eq!((second.layers_unpacked, second.layers_present), (0, 3));
     let opts = ImportOptions {
         unpack: Some(m.clone()),
         ..Default::default()
@@ -154,7 +154,7 @@ fn layers_unpack_once_and_a_second_use_writes_nothing() {
     let re = s.import(&oci("multilayer"), None, &opts).unwrap();
     assert_eq!(re.blobs_fetched, 0);
     let u = re.unpack.unwrap();
-    assert_eq!((u.layers_unpacked, u.layers_present), (0, 2));
+    assert_eq!((u.layers_unpacked, u.layers_present), (0, 3));
     let s2 = Store::open(t.path()).unwrap();
     assert_eq!(
         s2.layer_dirs(&s2.resolve("multilayer").unwrap(), &m)
@@ -267,11 +267,8 @@ fn diff_id_mismatch_leaves_no_layer_and_no_name() {
 #[test]
 fn crash_mid_unpack_is_recovered() {
     const ROLE: &str = "ADJUTANT_TEST_CRASH_STORE";
-    let fx = if support::fixtures().join("oci/rpmroot/index.json").exists() {
-        "rpmroot"
-    } else {
-        "busybox"
-    };
+    // The big layer (438 MB), so that the kill lands in the middle of it.
+    let fx = "rpmroot";
     if let Some(root) = std::env::var_os(ROLE) {
         let s = Store::open(Path::new(&root)).unwrap();
         let img = s.resolve(fx).unwrap();
@@ -327,8 +324,8 @@ fn crash_mid_unpack_is_recovered() {
     let r = s
         .unpack(&img, &mapping(), &*adjutant_runtime::progress::silent())
         .unwrap();
-    assert_eq!(r.layers_unpacked, 1);
-    assert!(r.stats[0].files > 0);
+    assert_eq!(r.layers_unpacked, img.layers.len());
+    assert!(r.stats[0].files > 8000, "{:?}", r.stats[0]);
     let tmp_left: Vec<String> = std::fs::read_dir(&key_dir)
         .unwrap()
         .flatten()
@@ -367,7 +364,7 @@ fn two_handles_on_one_store_unpack_each_layer_once() {
     let reports: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(
         reports.iter().map(|r| r.layers_unpacked).sum::<usize>(),
-        2,
+        3,
         "{reports:?}"
     );
     assert_eq!(reports[0].dirs, reports[1].dirs);
@@ -383,33 +380,39 @@ fn rm_and_prune() {
     };
     let bb = s.import(&oci("busybox"), None, &opts).unwrap().image;
     let ml = s.import(&oci("multilayer"), None, &opts).unwrap().image;
-    // busybox's layer differs from multilayer's base (motd etc.), so all are distinct.
+    // multilayer is busybox's layer plus two: that layer is stored and unpacked once.
+    assert_eq!(ml.layers[0].digest, bb.layers[0].digest);
     let blobs = |s: &Store| {
         std::fs::read_dir(s.root().join("blobs/sha256"))
             .unwrap()
             .count()
     };
     assert_eq!(blobs(&s), 3 + 4);
-    // A nothing-to-do prune.
     let p = s.prune().unwrap();
-    assert_eq!((p.blobs_removed, p.layers_removed), (0, 0));
+    assert_eq!((p.blobs_removed, p.layers_removed), (0, 0), "{p:?}");
     assert_eq!(s.remove("busybox").unwrap(), ["localhost/busybox:latest"]);
     assert!(matches!(s.remove("busybox"), Err(StoreError::NotFound(_))));
+    // busybox's manifest and config go; its layer stays (multilayer uses it).
+    let p = s.prune().unwrap();
+    assert_eq!((p.blobs_removed, p.layers_removed), (2, 0), "{p:?}");
+    assert!(s.layer_dir(&bb.diff_ids[0], &mapping()).exists());
     // Leftovers of a crashed download are collected too.
     std::fs::write(t.path().join("ingest/deadbeef.partial"), b"half").unwrap();
     // A container holding multilayer's layers keeps them even once unreferenced.
     let lease = s.lease_layers(&ml, &mapping()).unwrap();
     s.remove(&ml.manifest_digest.to_string()).unwrap();
     let p = s.prune().unwrap();
-    assert_eq!(p.blobs_removed, 7, "{p:?}");
-    assert_eq!(p.layers_removed, 1, "{p:?}");
-    assert_eq!(p.layers_in_use, 2, "{p:?}");
-    assert_eq!(p.temp_removed, 1, "{p:?}");
-    assert!(!s.layer_dir(&bb.diff_ids[0], &mapping()).exists());
-    assert!(s.layer_dir(&ml.diff_ids[0], &mapping()).exists());
+    assert_eq!(p.blobs_removed, 5, "{p:?}");
+    assert_eq!(
+        (p.layers_removed, p.layers_in_use, p.temp_removed),
+        (0, 3, 1),
+        "{p:?}"
+    );
+    assert!(s.layer_dir(&ml.diff_ids[2], &mapping()).exists());
     drop(lease);
     let p = s.prune().unwrap();
-    assert_eq!(p.layers_removed, 2, "{p:?}");
+    assert_eq!(p.layers_removed, 3, "{p:?}");
+    assert!(!s.layer_dir(&ml.diff_ids[2], &mapping()).exists());
     assert_eq!(blobs(&s), 0);
     assert!(s.list().unwrap().is_empty());
 }
@@ -534,4 +537,38 @@ fn run_in_userns(
     let out = std::fs::read(jf.with_extension("out")).map_err(|e| e.to_string())?;
     serde_json::from_slice::<Result<Option<adjutant_runtime::layer::UnpackStats>, String>>(&out)
         .map_err(|e| e.to_string())?
+}
+
+/// The devnodes image (device nodes and a FIFO next to files) as the unprivileged
+/// test user with the single-id mapping: devices skipped, the rest unpacked.
+#[test]
+fn devnodes_image_unpacks_rootless() {
+    if !support::as_test_user() {
+        return; // ran as the test user in a child process
+    }
+    let t = support::tempdir();
+    let s = Store::open(t.path()).unwrap();
+    let opts = ImportOptions {
+        unpack: Some(mapping()),
+        ..Default::default()
+    };
+    let r = s.import(&oci("devnodes"), None, &opts).unwrap();
+    let u = r.unpack.unwrap();
+    let top = u.dirs.last().unwrap();
+    assert_eq!(u.stats.last().unwrap().devices_skipped, 3, "{:?}", u.stats);
+    assert!(!top.join("dev/null").exists());
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &std::fs::symlink_metadata(top.join("dev/initctl"))
+            .unwrap()
+            .file_type()
+    ));
+    assert!(top.join("opt/regular").is_file());
+    let me = unsafe { libc::geteuid() };
+    assert_eq!(
+        std::fs::metadata(top.join("opt/regular")).unwrap().uid(),
+        me
+    );
+    // The unprivileged user can prune what it unpacked.
+    s.remove("devnodes").unwrap();
+    assert_eq!(s.prune().unwrap().layers_removed, 2);
 }

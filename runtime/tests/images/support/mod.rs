@@ -8,97 +8,22 @@ pub mod fake_registry;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use adjutant_runtime::digest::Digest;
 use adjutant_runtime::layer::Compression;
 
-/// The fixture directory: `$KOJI_ADJUTANT_FIXTURES`, or what
-/// `tests/fixtures/make-fixtures.sh` prints (run once per process).
-pub fn fixtures() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(d) = std::env::var_os("KOJI_ADJUTANT_FIXTURES") {
-            return PathBuf::from(d);
-        }
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/make-fixtures.sh");
-        assert!(
-            script.exists(),
-            "no fixtures: set KOJI_ADJUTANT_FIXTURES or provide {}",
-            script.display()
-        );
-        let out = Command::new("bash")
-            .arg(&script)
-            .output()
-            .expect("running make-fixtures.sh");
-        assert!(
-            out.status.success(),
-            "make-fixtures.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let s = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            s.lines()
-                .last()
-                .expect("make-fixtures.sh printed nothing")
-                .trim(),
-        )
-    })
-}
+pub use adjutant_testkit::{
+    as_test_user, fixtures_dir as fixtures, is_root, oci_layout as fixture_oci, TEST_UID,
+};
 
-pub fn fixture_oci(name: &str) -> PathBuf {
-    let p = fixtures().join("oci").join(name);
-    assert!(
-        p.join("index.json").exists(),
-        "fixture image {} missing",
-        p.display()
-    );
-    p
-}
-
-pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
-}
-
-pub const TEST_USER_UID: u32 = 4242;
-const MARKER: &str = "ADJUTANT_TEST_AS_USER";
-
-/// Whether this process is the re-executed copy running as the test user.
-pub fn as_test_user() -> bool {
-    std::env::var_os(MARKER).is_some()
-}
-
-/// Run test `name` (its full path, e.g. `unpack::foo`) in a copy of this test binary
-/// as the unprivileged test user, and assert it passed.
-pub fn run_as_test_user(name: &str) {
-    assert!(is_root(), "run_as_test_user needs root");
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("setpriv")
-        .args(["--reuid=4242", "--regid=4242", "--clear-groups"])
-        .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(MARKER, "1")
-        .env("KOJI_ADJUTANT_FIXTURES", fixtures())
-        .env("HOME", "/home/adjutant-test")
-        .output()
-        .expect("running setpriv");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{name} as the test user failed:\n{stdout}\n{stderr}"
-    );
-}
-
-/// A temporary directory the test user can use too.
+/// A temporary directory (under /var/tmp, on disk) the test user can use too.
 pub fn tempdir() -> tempfile::TempDir {
     let d = tempfile::Builder::new()
         .prefix("ka-images-test-")
         .tempdir_in("/var/tmp")
         .unwrap();
     if is_root() {
-        std::os::unix::fs::chown(d.path(), Some(TEST_USER_UID), Some(TEST_USER_UID)).unwrap();
+        std::os::unix::fs::chown(d.path(), Some(TEST_UID), Some(TEST_UID)).unwrap();
     }
     d
 }
