@@ -6,7 +6,7 @@
 pub mod fake_registry;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use adjutant_runtime::digest::Digest;
