@@ -9,8 +9,7 @@ use adjutant_runtime::idmap::{find_subordinate, IdMapping};
 use adjutant_runtime::platform::Platform;
 use adjutant_runtime::registry::RegistryConfig;
 use adjutant_runtime::store::{
-    ErrorClass, ImportOptions, PullOptions, PullPolicy, PullReport, Store, StoreError,
-    StoreOptions,
+    ErrorClass, ImportOptions, PullOptions, PullPolicy, PullReport, Store, StoreError, StoreOptions,
 };
 use clap::{Args, Subcommand};
 
@@ -347,8 +346,17 @@ fn ls(store: &Store, a: LsArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let w = images.iter().map(|i| i.name.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "{:w$}  {:12}  {:8}  {:20}  {:>10}", "NAME", "ID", "ARCH", "CREATED", "SIZE");
+    let w = images
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "{:w$}  {:12}  {:8}  {:20}  {:>10}",
+        "NAME", "ID", "ARCH", "CREATED", "SIZE"
+    );
     for i in &images {
         let created = i.config.created().as_deref().unwrap_or("-");
         let _ = writeln!(

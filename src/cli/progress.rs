@@ -41,7 +41,11 @@ pub struct Lines {
 impl Progress for Lines {
     fn event(&self, e: &Event<'_>) {
         let line = match e {
-            Event::BlobStart { digest, size, kind: k } => {
+            Event::BlobStart {
+                digest,
+                size,
+                kind: k,
+            } => {
                 self.sizes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -61,7 +65,9 @@ impl Progress for Lines {
                 attempt,
                 delay_ms,
                 error,
-            } => format!("Retrying {what} (attempt {attempt} failed: {error}; waiting {delay_ms} ms)"),
+            } => format!(
+                "Retrying {what} (attempt {attempt} failed: {error}; waiting {delay_ms} ms)"
+            ),
             Event::LayerStart { diff_id, size } => {
                 format!("Unpacking layer {} ({})", diff_id.short(), mb(*size))
             }
@@ -109,7 +115,11 @@ impl Bars {
 impl Progress for Bars {
     fn event(&self, e: &Event<'_>) {
         match e {
-            Event::BlobStart { digest, size, kind: k } => {
+            Event::BlobStart {
+                digest,
+                size,
+                kind: k,
+            } => {
                 let style = ProgressStyle::with_template(
                     "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
                 )
