@@ -239,14 +239,15 @@ impl Drop for ChunkStream {
     }
 }
 
+/// A chunk buffer: a recycled one (its old bytes are overwritten, not zeroed again)
+/// or a new one.
 fn take_buffer(spare: &Receiver<Vec<u8>>) -> Vec<u8> {
-    match spare.try_recv() {
-        Ok(mut b) => {
-            b.clear();
-            b
-        }
+    let mut b = match spare.try_recv() {
+        Ok(b) => b,
         Err(TryRecvError::Empty | TryRecvError::Disconnected) => Vec::with_capacity(CHUNK),
-    }
+    };
+    b.resize(CHUNK, 0);
+    b
 }
 
 /// Read `r` to the end in chunks; stops quietly if the receiver is gone.
@@ -257,7 +258,6 @@ fn pump(
 ) -> io::Result<()> {
     loop {
         let mut buf = take_buffer(spare);
-        buf.resize(CHUNK, 0);
         let mut filled = 0;
         while filled < CHUNK {
             match r.read(&mut buf[filled..]) {
