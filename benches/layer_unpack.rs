@@ -50,7 +50,6 @@ fn inputs(scratch: &Path) -> Vec<Input> {
     let tar_bytes = std::fs::metadata(&tar).unwrap().len();
     let zst = scratch.join("rpmroot.tar.zst");
     let mut enc = zstd::Encoder::new(std::fs::File::create(&zst).unwrap(), 3).unwrap();
-    enc.multithread(2).unwrap();
     std::io::copy(&mut std::fs::File::open(&tar).unwrap(), &mut enc).unwrap();
     enc.finish().unwrap();
     for (name, blob, compression) in [
