@@ -193,6 +193,41 @@ impl Manifest {
     }
 }
 
+/// The OCI form of a Docker schema-2 manifest, as `skopeo copy` writes it into an OCI
+/// layout: OCI media types for the manifest, the config and the layers (blobs and
+/// digests unchanged; the manifest itself gets a new digest). `None` for a manifest
+/// that is OCI already. The store keeps only OCI manifests so that OCI tools
+/// (skopeo, umoci) can read every image in it.
+pub fn oci_form(m: &Manifest) -> Option<(Manifest, Vec<u8>)> {
+    let docker = m.media_type.as_deref() == Some(media::DOCKER_MANIFEST)
+        || m.config.media_type == media::DOCKER_CONFIG;
+    if !docker {
+        return None;
+    }
+    let mut o = m.clone();
+    o.media_type = Some(media::OCI_MANIFEST.into());
+    if o.config.media_type == media::DOCKER_CONFIG {
+        o.config.media_type = media::OCI_CONFIG.into();
+    }
+    for l in &mut o.layers {
+        let mt = match l.media_type.as_str() {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            }
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            }
+            "application/vnd.docker.image.rootfs.diff.tar" => {
+                "application/vnd.oci.image.layer.v1.tar"
+            }
+            _ => continue,
+        };
+        l.media_type = mt.into();
+    }
+    let bytes = serde_json::to_vec(&o).ok()?;
+    Some((o, bytes))
+}
+
 impl Index {
     /// The manifest for `platform`; errors list what the index offers.
     pub fn select(&self, platform: &Platform) -> Result<&Descriptor, String> {
@@ -270,6 +305,37 @@ mod tests {
             panic!()
         };
         assert!(doc.check_image().unwrap_err().contains("artifact"));
+    }
+
+    #[test]
+    fn docker_manifests_get_an_oci_form() {
+        let d = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{D1}","size":10}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{D2}","size":20}}]}}"#,
+            media::DOCKER_MANIFEST,
+            media::DOCKER_CONFIG
+        );
+        let Document::Manifest(m) =
+            parse_document(d.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap()
+        else {
+            panic!()
+        };
+        let (o, bytes) = oci_form(&m).unwrap();
+        assert_eq!(o.media_type.as_deref(), Some(media::OCI_MANIFEST));
+        assert_eq!(o.config.media_type, media::OCI_CONFIG);
+        assert_eq!(
+            o.layers[0].media_type,
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(
+            (o.config.digest.clone(), o.layers[0].digest.clone()),
+            (m.config.digest.clone(), m.layers[0].digest.clone())
+        );
+        let Document::Manifest(back) = parse_document(&bytes, Some(media::OCI_MANIFEST)).unwrap()
+        else {
+            panic!()
+        };
+        back.check_image().unwrap();
+        assert!(oci_form(&back).is_none());
     }
 
     #[test]

@@ -124,6 +124,17 @@ impl Store {
             }
         };
         m.check_image().map_err(invalid)?;
+        let source_digest = mdesc.digest.clone();
+        let (mbytes, mdesc, m) = match manifest::oci_form(&m) {
+            Some((om, bytes)) => {
+                let mut d = mdesc.clone();
+                d.digest = Digest::of(&bytes);
+                d.size = bytes.len() as u64;
+                d.media_type = manifest::media::OCI_MANIFEST.into();
+                (bytes, d, Box::new(om))
+            }
+            None => (mbytes, mdesc, m),
+        };
         let mut fetched = 0;
         let mut present = 0;
         let mut bytes = 0;
@@ -201,6 +212,7 @@ impl Store {
         Ok(PullReport {
             image: info,
             from_store: false,
+            source_digest,
             blobs_fetched: fetched,
             blobs_present: present,
             bytes_fetched: bytes,

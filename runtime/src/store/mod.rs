@@ -215,6 +215,9 @@ pub struct PullReport {
     pub image: ImageInfo,
     /// The policy found the name in the store; no registry was asked.
     pub from_store: bool,
+    /// The manifest digest at the source (the registry's; differs from
+    /// `image.manifest_digest` for Docker schema-2 images, stored in OCI form).
+    pub source_digest: Digest,
     /// Blobs fetched or copied into the store.
     pub blobs_fetched: usize,
     /// Blobs that were already present (or fetched by a concurrent pull).

@@ -31,6 +31,7 @@ impl Store {
                     debug!(image = %name, "present in the store; not asking the registry");
                     let unpack = self.unpack_async(&image, opts).await?;
                     return Ok(PullReport {
+                        source_digest: image.manifest_digest.clone(),
                         image,
                         from_store: true,
                         blobs_fetched: 0,
@@ -140,6 +141,15 @@ impl Store {
                 }
             };
         m.check_image().map_err(invalid)?;
+        let source_digest = mdigest.clone();
+        let (mbytes, mdigest, mtype, m) = match manifest::oci_form(&m) {
+            Some((om, bytes)) => {
+                let d = Digest::of(&bytes);
+                debug!(docker = %source_digest, oci = %d, "Docker schema-2 manifest stored in its OCI form");
+                (bytes, d, media::OCI_MANIFEST.to_owned(), Box::new(om))
+            }
+            None => (mbytes, mdigest, mtype, m),
+        };
         {
             let mut w = super::lock_poisoned(wanted);
             w.push(m.config.digest.clone());
@@ -202,6 +212,7 @@ impl Store {
         Ok(PullReport {
             image: info,
             from_store: false,
+            source_digest,
             blobs_fetched: report.fetched,
             blobs_present: report.present,
             bytes_fetched: report.bytes,

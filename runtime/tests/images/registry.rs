@@ -505,6 +505,50 @@ async fn real_registry_plain_pull_and_skopeo_inspect() {
             .map(|l| l.digest.clone())
             .collect::<Vec<_>>()
     );
+    // Docker schema 2 media types (skopeo --format v2s2): same content, other digests.
+    let v2 = s
+        .pull(&format!("{host}/test/busybox-v2s2:latest"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(
+        v2.image.manifest_media_type, "application/vnd.oci.image.manifest.v1+json",
+        "stored in OCI form, as skopeo copy to an OCI layout does"
+    );
+    assert_eq!(
+        v2.image.layers[0].media_type,
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    assert_ne!(v2.source_digest, v2.image.manifest_digest);
+    assert_eq!(v2.image.layers[0].digest, want.layers[0].digest);
+    assert_eq!(v2.image.diff_ids, want.diff_ids);
+    let out = Command::new("skopeo")
+        .args([
+            "inspect",
+            &format!("oci:{}:{}", t.path().display(), v2.image.name),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo inspect v2s2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A multi-arch index pushed with skopeo copy --all.
+    let arm = PullOptions {
+        platform: Platform::for_arch("aarch64").unwrap(),
+        ..opts()
+    };
+    let m = s
+        .pull(&format!("{host}/test/multiarch:latest"), &arm)
+        .await
+        .unwrap();
+    assert_eq!(m.image.config.architecture().to_string(), "arm64");
+    let x = s
+        .pull(&format!("{host}/test/multiarch:latest"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(x.image.config.architecture().to_string(), "amd64");
+    assert_ne!(x.image.manifest_digest, m.image.manifest_digest);
 }
 
 struct RegistryGuard(
@@ -567,5 +611,124 @@ fn real_registry() -> (RegistryGuard, String) {
         .status()
         .unwrap();
     assert!(st.success(), "skopeo copy to the test registry failed");
+    // What tests/registry.sh pushes besides: a Docker v2s2 copy and the multi-arch index.
+    for (extra, src, dst) in [
+        (&["--format", "v2s2"][..], "busybox", "busybox-v2s2"),
+        (&["--all"][..], "multiarch", "multiarch"),
+    ] {
+        let st = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!(
+                "oci:{}:latest",
+                support::fixture_oci(src).display()
+            ))
+            .arg(format!("docker://{host}/test/{dst}:latest"))
+            .status()
+            .unwrap();
+        assert!(
+            st.success(),
+            "skopeo copy of {src} to the test registry failed"
+        );
+    }
     (guard, host)
+}
+
+/// A registry with a self-signed certificate: refused unless its CA is in certs.d
+/// (then verified HTTPS) or the registry is configured insecure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_registry_needs_its_ca_or_insecure() {
+    let t = support::tempdir();
+    // A CA, and a server certificate for 127.0.0.1 signed by it.
+    let p = |n: &str| t.path().join(n);
+    std::fs::write(
+        p("ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ];
+    let csr = [
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+    ];
+    let sign = [
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "tls.crt",
+    ];
+    for args in [
+        [&["req", "-x509"][..], &ec, &ca].concat(),
+        [&["req"][..], &ec, &csr].concat(),
+        sign.to_vec(),
+    ] {
+        let st = Command::new("openssl")
+            .args(&args)
+            .current_dir(t.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl {args:?} failed");
+    }
+    let (crt, key) = (p("tls.crt"), p("tls.key"));
+    let reg =
+        FakeRegistry::start_tls(&std::fs::read(&crt).unwrap(), &std::fs::read(&key).unwrap()).await;
+    reg.push("test/tls", "latest", &image("tls", "amd64"));
+    let name = format!("{}/test/tls:latest", reg.host());
+    let none = t.path().join("none.json");
+    // Neither trusted nor insecure: refused, with a hint; no request was served.
+    let mut cfg = config(&reg.host(), &none);
+    cfg.insecure.clear();
+    cfg.cert_dirs = vec![t.path().join("certs.d")];
+    let e = open(&t.path().join("a"), cfg.clone())
+        .pull(&name, &opts())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("insecure"), "{e}");
+    assert!(reg.requests().is_empty());
+    // Its CA in certs.d/<host:port>/: verified HTTPS.
+    let d = t.path().join("certs.d").join(reg.host());
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(p("ca.crt"), d.join("ca.crt")).unwrap();
+    open(&t.path().join("b"), cfg)
+        .pull(&name, &opts())
+        .await
+        .unwrap();
+    assert!(!reg.requests().is_empty());
+    // Insecure: unverified HTTPS (tried before plain HTTP).
+    open(&t.path().join("c"), config(&reg.host(), &none))
+        .pull(&name, &opts())
+        .await
+        .unwrap();
 }

@@ -92,7 +92,30 @@ fn error(status: StatusCode, code: &str) -> Response<Body> {
 }
 
 impl FakeRegistry {
+    /// A plain-HTTP fake registry.
     pub async fn start() -> FakeRegistry {
+        Self::start_with(None).await
+    }
+
+    /// A fake registry serving HTTPS with this certificate chain and key (PEM).
+    pub async fn start_tls(cert_pem: &[u8], key_pem: &[u8]) -> FakeRegistry {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(key_pem).unwrap();
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> FakeRegistry {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
@@ -104,14 +127,26 @@ impl FakeRegistry {
                     continue;
                 };
                 let st = st.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let st = st.clone();
                         async move { Ok::<_, Infallible>(handle(&st, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(sock), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(sock);
+                            let _ = http.serve_connection(io, svc).await;
+                        }
+                        Some(acc) => {
+                            // A failed handshake (a client refusing our certificate) just ends.
+                            if let Ok(s) = acc.accept(sock).await {
+                                let io = hyper_util::rt::TokioIo::new(s);
+                                let _ = http.serve_connection(io, svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
