@@ -426,9 +426,7 @@ impl Applier<'_> {
             return Ok(false);
         }
         let create = Create::Yes(self.implicit_owner());
-        let dir = self
-            .dir(parent, create)
-            .map_err(|r| self.resolve_err(&e.path, r))?;
+        let dir = self.parent_dir(&e.path, parent, create)?;
         let dir = dir.as_fd();
         let owner = self.owner_of(e.uid, e.gid, &lossy(&e.path))?;
         match e.kind {
@@ -578,6 +576,44 @@ impl Applier<'_> {
                 &e.path,
                 format!("unsupported tar entry type {:?}", other.as_byte() as char),
             )),
+        }
+    }
+
+    /// The parent directory of an entry. A parent this layer whited out earlier
+    /// (`.wh.foo`, then `foo/bar` without a `foo/` entry) becomes an opaque directory:
+    /// the lower `foo` is deleted and this layer's `foo` holds only what it adds.
+    fn parent_dir(
+        &mut self,
+        entry: &[u8],
+        parent: &[&[u8]],
+        create: Create,
+    ) -> Result<Rc<OwnedFd>, LayerError> {
+        match self.dir(parent, create) {
+            Ok(d) => Ok(d),
+            Err(ResolveError::NotDir(at)) => {
+                let comps =
+                    safe::normalize(&at).map_err(|err| self.refused(entry, err.to_string()))?;
+                let Some((name, up)) = comps.split_last() else {
+                    return Err(self.refused(entry, "the layer root is not a directory"));
+                };
+                let updir = self
+                    .root
+                    .dir(up, Create::No)
+                    .map_err(|r| self.resolve_err(entry, r))?;
+                let st =
+                    sys::lstatat(updir.as_fd(), name).map_err(self.apply_err(entry, "stat"))?;
+                if !st.is_some_and(|st| sys::is_whiteout(&st)) {
+                    return Err(self.resolve_err(entry, ResolveError::NotDir(at)));
+                }
+                sys::unlinkat(updir.as_fd(), name, false)
+                    .map_err(self.apply_err(entry, "unlink whiteout"))?;
+                self.mkdir(updir.as_fd(), name, entry)?;
+                self.opaque_dir(updir.as_fd(), name, &at)?;
+                self.cache = None;
+                self.dir(parent, create)
+                    .map_err(|r| self.resolve_err(entry, r))
+            }
+            Err(r) => Err(self.resolve_err(entry, r)),
         }
     }
 

@@ -343,6 +343,9 @@ fn whiteout_rules() {
         .file("o/.wh.late", b"")
         .file("o/kept", b"k")
         // aufs metadata is ignored; whiteouts inside a whited-out dir are moot.
+        // Whited out, then written into without a directory entry: an opaque dir too.
+        .file(".wh.redo2", b"")
+        .file("redo2/new", b"n")
         .file(".wh..wh.plnk", b"")
         .file(".wh.deep", b"")
         .file("deep/.wh.x", b"")
@@ -375,7 +378,12 @@ fn whiteout_rules() {
     assert!(d.join("o/kept").exists());
     assert!(!d.join(".wh..wh.plnk").exists() && !d.join("plnk").exists());
     assert!(is_wh("deep"));
-    assert_eq!(s.opaque_dirs, 2, "{s:?}");
+    assert!(d.join("redo2/new").is_file());
+    assert_eq!(
+        support::lgetxattr(&d.join("redo2"), "user.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(s.opaque_dirs, 3, "{s:?}");
 }
 
 #[test]
