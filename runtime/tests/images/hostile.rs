@@ -313,3 +313,20 @@ fn fixture_hostile_layers() {
         assert!(!Path::new(f).exists(), "{f} was written");
     }
 }
+
+/// Root mode maps 65536 ids; an owner outside that range cannot be represented.
+#[test]
+fn owners_outside_the_mapped_range_are_refused() {
+    let t = support::tempdir();
+    let tar = LayerBuilder::new()
+        .file("fine", b"1")
+        .file_with("far", b"2", |h| h.set_uid(70000))
+        .finish();
+    let own = Ownership::Shift(crate::unpack::root_mapping());
+    let e = unpack_tar(t.path(), "ids", &tar, Compression::Gzip, own).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"far\"") && msg.contains("uid 70000 is not mapped"),
+        "{msg}"
+    );
+}
