@@ -669,9 +669,33 @@ impl Client {
     }
 
     /// Download blob `d` (of `size` bytes) to `dest`, resuming a partial file already
-    /// there, verifying size and digest. On a verification failure `dest` is removed.
+    /// there (left by a crash), verifying size and digest. If a resumed download fails
+    /// verification the partial file was bad: it is dropped and the blob downloaded
+    /// once more from the start. On a verification failure `dest` is removed.
     /// Returns the number of bytes transferred over the network.
     pub async fn fetch_blob(
+        &self,
+        r: &RegistryRef,
+        d: &Digest,
+        size: u64,
+        dest: &Path,
+        progress: &dyn Progress,
+    ) -> Result<u64, RegistryError> {
+        let resumed = tokio::fs::metadata(dest)
+            .await
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
+        match self.fetch_blob_once(r, d, size, dest, progress).await {
+            Err(e) if resumed && e.is_integrity() => {
+                warn!(blob = %d, error = %e, "a resumed download failed verification; downloading it again");
+                let _ = tokio::fs::remove_file(dest).await;
+                self.fetch_blob_once(r, d, size, dest, progress).await
+            }
+            other => other,
+        }
+    }
+
+    async fn fetch_blob_once(
         &self,
         r: &RegistryRef,
         d: &Digest,

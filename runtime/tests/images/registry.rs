@@ -732,3 +732,54 @@ async fn tls_registry_needs_its_ca_or_insecure() {
         .await
         .unwrap();
 }
+
+/// A partial download left by a crashed process is resumed, not restarted (and a
+/// partial with wrong content is caught by the digest check and dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_download_from_a_crash_is_resumed() {
+    let reg = FakeRegistry::start().await;
+    let img = image("crash", "amd64");
+    reg.push("test/resume", "latest", &img);
+    let t = support::tempdir();
+    let s = open(t.path(), config(&reg.host(), &t.path().join("none.json")));
+    let big = &img.layers[0];
+    let half = big.data.len() / 2;
+    std::fs::write(
+        t.path()
+            .join(format!("ingest/{}.partial", big.digest.hex())),
+        &big.data[..half],
+    )
+    .unwrap();
+    let name = format!("{}/test/resume:latest", reg.host());
+    s.pull(&name, &opts()).await.unwrap();
+    let ranges: Vec<Option<String>> = reg
+        .requests()
+        .iter()
+        .filter(|q| q.path.ends_with(&big.digest.to_string()))
+        .map(|q| q.range.clone())
+        .collect();
+    assert_eq!(ranges, [Some(format!("bytes={half}-"))]);
+    // A corrupt partial: the resumed blob fails verification and is fetched again whole.
+    let t2 = support::tempdir();
+    let s2 = open(t2.path(), config(&reg.host(), &t2.path().join("none.json")));
+    let mut junk = big.data[..half].to_vec();
+    junk[0] ^= 0xff;
+    std::fs::write(
+        t2.path()
+            .join(format!("ingest/{}.partial", big.digest.hex())),
+        &junk,
+    )
+    .unwrap();
+    let before = reg.blob_gets(&big.digest);
+    let r = s2.pull(&name, &opts()).await.unwrap();
+    assert_eq!(
+        reg.blob_gets(&big.digest) - before,
+        2,
+        "a ranged request, then the whole blob"
+    );
+    assert_eq!(r.image.layers[0].digest, big.digest);
+    assert_eq!(
+        std::fs::read_dir(t2.path().join("ingest")).unwrap().count(),
+        0
+    );
+}
