@@ -28,7 +28,7 @@ use oci_spec::image::ImageConfiguration;
 use tracing::info;
 
 pub use gc::PruneReport;
-pub use import::ImportOptions;
+pub use import::{default_name, ImportOptions};
 use layout::Layout;
 use lock::FileLock;
 
