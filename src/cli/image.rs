@@ -299,7 +299,9 @@ fn pull(store: &Store, a: PullArgs) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match rt.block_on(store.pull(&a.reference, &opts)) {
+    let res = rt.block_on(store.pull(&a.reference, &opts));
+    drop(opts); // finishes the progress display before the summary
+    match res {
         Ok(r) => {
             report(&r, a.quiet);
             ExitCode::SUCCESS
@@ -322,7 +324,9 @@ fn import(store: &Store, a: ImportArgs) -> ExitCode {
         unpack,
         progress: super::progress::for_terminal(a.quiet),
     };
-    match store.import(&a.source, a.name.as_deref(), &opts) {
+    let res = store.import(&a.source, a.name.as_deref(), &opts);
+    drop(opts); // finishes the progress display before the summary
+    match res {
         Ok(r) => {
             report(&r, a.quiet);
             ExitCode::SUCCESS

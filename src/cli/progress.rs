@@ -112,6 +112,21 @@ impl Bars {
     }
 }
 
+impl Drop for Bars {
+    fn drop(&mut self) {
+        let bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        for pb in bars.values() {
+            if !pb.is_finished() {
+                pb.abandon();
+            }
+        }
+        if !bars.is_empty() {
+            // indicatif leaves the cursor at the end of the last bar.
+            eprintln!();
+        }
+    }
+}
+
 impl Progress for Bars {
     fn event(&self, e: &Event<'_>) {
         match e {
