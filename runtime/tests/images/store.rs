@@ -111,6 +111,18 @@ fn import_oci_archive() {
     assert_eq!(r.image.name, "localhost/bb:latest");
     let direct = TestImage::from_layout(&support::fixture_oci("busybox"));
     assert_eq!(r.image.manifest_digest, direct.manifest.digest);
+    // The shared fixture archive (written with GNU tar, ./-prefixed members).
+    let fx = support::fixtures().join("archives/busybox.oci.tar");
+    let r2 = s
+        .import(
+            &format!("oci-archive:{}:latest", fx.display()),
+            None,
+            &ImportOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r2.image.name, "localhost/busybox-oci:latest");
+    assert_eq!(r2.image.manifest_digest, direct.manifest.digest);
+    assert_eq!(r2.blobs_fetched, 0, "the blobs are in the store already");
     let e = s
         .import(
             &format!("oci-archive:{}:nope", ar.display()),
