@@ -4,7 +4,7 @@
 //!
 //! Inputs: the rpmroot fixture's base layer (438 MB tar, 148 MB gzip, ~10k entries) as
 //! gzip (the blob itself), zstd and uncompressed (made once per run), and the small
-//! busybox layer. `cargo bench -p adjutant-runtime --bench layer_unpack`; the peer
+//! busybox layer. `cargo bench --bench layer_unpack`; the peer
 //! comparison against tar and pigz is benches/peers/unpack.sh.
 
 use std::path::{Path, PathBuf};
