@@ -287,15 +287,23 @@ impl Client {
             None => {
                 // Like podman: try HTTPS (unverified) first, fall back to plain HTTP.
                 let url = format!("https://{host}/v2/");
-                let s = match self.insecure_http.get(&url).send().await {
-                    Ok(_) => "https",
-                    Err(e) => {
-                        debug!(registry = %r.registry, error = %e, "HTTPS failed on an insecure registry; using plain HTTP");
+                match self.insecure_http.get(&url).send().await {
+                    Ok(_) => {
+                        lock(&self.schemes).insert(r.registry.clone(), "https");
+                        "https"
+                    }
+                    Err(e) if is_tls_error(&e) => {
+                        debug!(registry = %r.registry, error = %e, "TLS failed on an insecure registry; using plain HTTP");
+                        lock(&self.schemes).insert(r.registry.clone(), "http");
                         "http"
                     }
-                };
-                lock(&self.schemes).insert(r.registry.clone(), s);
-                s
+                    Err(e) => {
+                        // Down or unreachable: decide later, the request itself will
+                        // fail (and be retried) with the real error.
+                        debug!(registry = %r.registry, error = %e, "insecure registry not reachable over HTTPS; trying plain HTTP");
+                        "http"
+                    }
+                }
             }
         };
         Ok(Endpoint {
