@@ -270,6 +270,15 @@ impl Applier<'_> {
                 long_link.take(),
                 pax.take(),
             )?;
+            if e.size > self.job.limits.max_bytes {
+                return Err(self.refused(
+                    &e.path,
+                    format!(
+                        "entry of {} bytes exceeds the layer size limit of {}",
+                        e.size, self.job.limits.max_bytes
+                    ),
+                ));
+            }
             let consumed = self.apply(&e, s)?;
             let rest = if consumed { 0 } else { e.size };
             s.skip(rest + padding(e.size))

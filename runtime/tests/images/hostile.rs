@@ -270,6 +270,12 @@ fn malformed_headers_and_oversized_extensions_are_refused() {
         "sparse",
         "sparse",
     );
+    // A PAX size of 2^64-1 on a symlink (its data would be skipped).
+    let mut b = LayerBuilder::new();
+    b.pax_file("x", b"", &[("size", b"18446744073709551615")], |h| {
+        h.set_entry_type(tar::EntryType::Symlink)
+    });
+    refused(&b.finish(), "x", "exceeds the layer size limit");
     // The root entry must be a directory.
     refused(
         &LayerBuilder::new().file("./", b"").finish(),
