@@ -164,7 +164,16 @@ pub struct TaskRecord {
     /// The source package the task builds, when it has one (`buildArch`,
     /// `rebuildSRPM`: the SRPM path; `buildSRPMFromSCM`: the SCM URL).
     pub srpm: Option<String>,
+    /// The ends of the logs of a task that did not close, kept when its workdir
+    /// is removed (name → text), so the status can still show why it failed.
+    #[serde(skip)]
+    pub log_tails: BTreeMap<String, String>,
 }
+
+/// Most bytes kept of the end of each log of a failed task.
+pub const KEPT_LOG_TAIL: u64 = 16 * 1024;
+/// Most logs of a failed task whose ends are kept.
+pub const KEPT_LOGS: usize = 4;
 
 /// The fault of a failed task.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -461,6 +470,7 @@ impl Registry {
                     logs: BTreeMap::new(),
                     fault: None,
                     srpm: None,
+                    log_tails: BTreeMap::new(),
                 },
             );
             let c = &mut st.snap.counts;
@@ -590,6 +600,38 @@ impl Registry {
         if let Some(secs) = secs {
             self.metrics.step(name, secs);
         }
+    }
+
+    /// Keep the ends of a task's logs (at most [`KEPT_LOGS`] logs, [`KEPT_LOG_TAIL`]
+    /// bytes each, `build.log` first) before its workdir goes. Blocking file reads:
+    /// call it from blocking code. The loop calls it for tasks that did not close.
+    pub fn keep_log_tails(&self, id: i64) {
+        let logs: Vec<(String, String)> = match self.inner.read() {
+            Ok(st) => match st.snap.tasks.get(&id) {
+                Some(t) => {
+                    let mut v: Vec<(String, String)> =
+                        t.logs.iter().map(|(k, p)| (k.clone(), p.clone())).collect();
+                    v.sort_by_key(|(k, _)| k != "build.log");
+                    v.truncate(KEPT_LOGS);
+                    v
+                }
+                None => return,
+            },
+            Err(_) => return,
+        };
+        let tails: Vec<(String, String)> = logs
+            .into_iter()
+            .filter_map(|(name, path)| {
+                crate::status::routes::tail_file(
+                    std::path::Path::new(&path),
+                    usize::MAX,
+                    KEPT_LOG_TAIL,
+                )
+                .ok()
+                .map(|t| (name, t))
+            })
+            .collect();
+        self.update_task(id, |t| t.log_tails.extend(tails));
     }
 
     /// A container was started (the task code calls this once its pid 1 runs). The

@@ -641,10 +641,17 @@ async fn run_task(
         }
     };
     let wd = workdir.clone();
-    let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&wd) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(path = %wd.display(), error = %e, "cannot remove task workdir"),
+    let keep_logs = result.is_err().then(|| registry.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(r) = keep_logs {
+            // the status can still show why it failed
+            r.keep_log_tails(id);
+        }
+        match std::fs::remove_dir_all(&wd) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %wd.display(), error = %e, "cannot remove task workdir"),
+        }
     })
     .await;
     let report = match result {

@@ -277,7 +277,14 @@ pub fn task_detail(ctx: &ViewCtx<'_>, t: &TaskRecord) -> Value {
     let logs: Vec<Value> = t
         .logs
         .iter()
-        .map(|(name, path)| json!({"name": name, "path": path}))
+        .map(|(name, path)| {
+            json!({
+                "name": name,
+                "path": path,
+                "url": ctx.info.log_url(t.id, name).map(|u| r.text(&u)),
+                "kept_tail": t.log_tails.contains_key(name),
+            })
+        })
         .collect();
     m.insert("logs".into(), Value::Array(logs));
     let containers: Vec<&str> = ctx

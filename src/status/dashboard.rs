@@ -560,11 +560,16 @@ pub fn task_page(ctx: &ViewCtx<'_>, t: &TaskRecord, log_tail: Option<&str>) -> S
         for name in t.logs.keys() {
             let _ = write!(
                 out,
-                "<li><a href=\"/api/v1/tasks/{}/logs?name={}&amp;tail=1000\">{}</a></li>",
+                "<li><a href=\"/api/v1/tasks/{}/logs?name={}&amp;tail=1000\">{}</a>",
                 t.id,
                 esc(&url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()),
                 esc(name)
             );
+            if let Some(u) = ctx.info.log_url(t.id, name) {
+                let u = r.text(&u);
+                let _ = write!(out, " · <a href=\"{}\">on the hub</a>", esc(&u));
+            }
+            out.push_str("</li>");
         }
         out.push_str("</ul>\n");
         if let (Some((name, _)), Some(text)) = (api::main_log(t), log_tail) {

@@ -44,6 +44,8 @@ pub struct ServerInfo {
     pub kernel: Option<String>,
     /// This machine's host name (the worker id until the hub names the host).
     pub system_hostname: Option<String>,
+    /// The hub's file URL (`topurl`), where uploaded task logs can be read.
+    pub topurl: Option<String>,
 }
 
 impl Default for ServerInfo {
@@ -53,6 +55,7 @@ impl Default for ServerInfo {
             stale_after: Duration::from_secs(60),
             kernel: uname().0,
             system_hostname: uname().1,
+            topurl: None,
         }
     }
 }
@@ -78,8 +81,22 @@ impl ServerInfo {
         ServerInfo {
             redactor: Redactor::new(secrets),
             stale_after: Duration::from_secs((3 * sleeptime).max(60)),
+            topurl: cfg.topurls().first().cloned(),
             ..ServerInfo::default()
         }
+    }
+}
+
+impl ServerInfo {
+    /// Where the hub serves task `id`'s uploaded log `name`.
+    pub fn log_url(&self, id: i64, name: &str) -> Option<String> {
+        let top = self.topurl.as_deref()?;
+        let name: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        Some(format!(
+            "{}/work/{}/{name}",
+            top.trim_end_matches('/'),
+            crate::hub::taskrelpath(id)
+        ))
     }
 }
 

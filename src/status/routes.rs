@@ -172,7 +172,9 @@ async fn route<B: hyper::body::Body>(state: &Arc<StatusState>, req: &Request<B>)
         ["tasks", id] => match task_of(&snap, id) {
             Some(t) => {
                 let tail = match api::main_log(t) {
-                    Some((_, p)) => read_tail(state, p, PAGE_TAIL).await.ok(),
+                    Some((name, p)) => read_tail(state, p, PAGE_TAIL, t.log_tails.get(name))
+                        .await
+                        .ok(),
                     None => None,
                 };
                 html(dashboard::task_page(&ctx, t, tail.as_deref()))
@@ -277,7 +279,7 @@ async fn task_log(
             None => return not_found(&format!("task {} has no log", t.id)),
         },
     };
-    match read_tail(state, path, tail).await {
+    match read_tail(state, path, tail, t.log_tails.get(name)).await {
         Ok(body) => {
             let mut r = text(body);
             if let Ok(v) = HeaderValue::from_str(name) {
@@ -286,8 +288,13 @@ async fn task_log(
             r
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => not_found(&format!(
-            "log {name} of task {} is no longer on this host",
-            t.id
+            "log {name} of task {} is no longer on this host{}",
+            t.id,
+            state
+                .info
+                .log_url(t.id, name)
+                .map(|u| format!("; the hub has it: {u}"))
+                .unwrap_or_default()
         )),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -297,13 +304,27 @@ async fn task_log(
     }
 }
 
-/// The last `lines` lines of the log at `path`, redacted.
-async fn read_tail(state: &Arc<StatusState>, path: &str, lines: usize) -> std::io::Result<String> {
+/// The last `lines` lines of the log at `path`, redacted; once the file is gone,
+/// of the end kept in `archived` (failed tasks).
+async fn read_tail(
+    state: &Arc<StatusState>,
+    path: &str,
+    lines: usize,
+    archived: Option<&String>,
+) -> std::io::Result<String> {
     let path = path.to_owned();
     let max = state.limits.max_tail_bytes;
     let st = state.clone();
+    let archived = archived.cloned();
     tokio::task::spawn_blocking(move || {
-        tail_file(Path::new(&path), lines, max).map(|t| st.info.redactor.text(&t))
+        let text = match tail_file(Path::new(&path), lines, max) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match archived {
+                Some(a) => tail_lines(a.as_bytes(), false, lines),
+                None => return Err(e),
+            },
+            r => r?,
+        };
+        Ok(st.info.redactor.text(&text))
     })
     .await
     .map_err(std::io::Error::other)?
@@ -333,9 +354,17 @@ pub fn tail_file(path: &Path, lines: usize, max_bytes: u64) -> std::io::Result<S
     f.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::with_capacity((len - start) as usize);
     f.take(max_bytes).read_to_end(&mut buf)?;
-    let mut text: &[u8] = &buf;
-    if start > 0 {
-        // drop the partial first line
+    Ok(tail_lines(&buf, start > 0, lines))
+}
+
+/// The last `lines` lines of `text` (lossy UTF-8, ending in a newline). With
+/// `partial`, `text` starts mid-file and its first, partial line is dropped.
+pub fn tail_lines(text: &[u8], partial: bool, lines: usize) -> String {
+    if lines == 0 {
+        return String::new();
+    }
+    let mut text = text;
+    if partial {
         match text.iter().position(|&b| b == b'\n') {
             Some(i) => text = &text[i + 1..],
             None => text = &[],
@@ -357,7 +386,7 @@ pub fn tail_file(path: &Path, lines: usize, max_bytes: u64) -> std::io::Result<S
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
