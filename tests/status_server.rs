@@ -806,8 +806,8 @@ async fn metrics_parse_as_prometheus_and_openmetrics_text() {
     env.stop().await;
 }
 
-/// Run headless Chromium on `url` and return the DOM it ends up with.
-fn chromium_dom(url: &str) -> String {
+/// Run headless Chromium with `args`; its standard output.
+fn chromium(args: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("chromium")
         .args([
@@ -822,7 +822,7 @@ fn chromium_dom(url: &str) -> String {
             "--disable-dev-shm-usage",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--dump-dom", url])
+        .args(args)
         .output()
         .expect("chromium (tests/setup-host.sh installs it)");
     assert!(
@@ -831,6 +831,11 @@ fn chromium_dom(url: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The DOM headless Chromium ends up with for `url`.
+fn chromium_dom(url: &str) -> String {
+    chromium(&["--dump-dom".into(), url.into()])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -897,6 +902,27 @@ async fn dashboard_in_headless_chromium_shows_the_running_task() {
         page.contains("sha256:0123456789abcdef") && page.contains("mem 2.0 GiB, 2 CPU, 4096 pids"),
         "{page}"
     );
+
+    // for people: KOJI_ADJUTANT_SCREENSHOTS=<dir> saves what the pages look like
+    if let Some(dir) = std::env::var_os("KOJI_ADJUTANT_SCREENSHOTS") {
+        let base = env.base.clone();
+        tokio::task::spawn_blocking(move || {
+            for (name, path) in [
+                ("dashboard", "/".to_string()),
+                ("task", format!("/tasks/{id}")),
+                ("container", format!("/containers/ctr-{id}")),
+            ] {
+                let file = std::path::Path::new(&dir).join(format!("{name}.png"));
+                chromium(&[
+                    format!("--screenshot={}", file.display()),
+                    "--window-size=1400,1100".into(),
+                    format!("{base}{path}"),
+                ]);
+            }
+        })
+        .await
+        .unwrap();
+    }
 
     env.gate.add_permits(1);
     wait_until("task closed", || env.hub.task(id).state == CLOSED).await;

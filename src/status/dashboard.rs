@@ -89,8 +89,9 @@ header{display:flex;align-items:center;gap:1rem;flex-wrap:wrap;border-bottom:1px
 h1{font-size:1.4rem;margin:0}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}\
 a{color:inherit}.mute{color:var(--mute)}\
 .badge{display:inline-block;padding:.1rem .6rem;border-radius:1rem;font-weight:600;font-size:.85rem;color:#fff}\
-.healthy,.completed,.running,.ready{background:var(--ok)}.degraded,.failed,.not-ready{background:var(--bad)}\
-.canceled,.refused,.freed,.exited,.removed,.waiting{background:var(--mute)}\
+.b-healthy,.b-completed,.b-running,.b-ready{background:var(--ok)}.b-degraded,.b-failed,.b-not-ready{background:var(--bad)}\
+.b-canceled,.b-refused,.b-freed,.b-exited,.b-removed,.b-waiting{background:var(--mute)}\
+tr.running td:first-child{border-left:3px solid var(--ok)}tr.failed td:first-child{border-left:3px solid var(--bad)}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.6rem 0}dt{color:var(--mute)}dd{margin:0}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}\
 th{font-weight:600;font-size:.85rem;color:var(--mute)}td.num{text-align:right;font-variant-numeric:tabular-nums}\
@@ -145,7 +146,7 @@ fn container_link(id: &str) -> String {
 }
 
 fn badge(class: &str, text: &str) -> String {
-    format!("<span class=\"badge {}\">{}</span>", esc(class), esc(text))
+    format!("<span class=\"badge b-{}\">{}</span>", esc(class), esc(text))
 }
 
 fn task_badge(t: &TaskRecord) -> String {
