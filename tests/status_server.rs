@@ -1201,3 +1201,67 @@ async fn no_secret_in_any_output() {
     wait_until("task closed", || env.hub.task(id).state == CLOSED).await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_command_serves_status_on_status_bind() {
+    let hub = FakeHub::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    // a free port (bound and released)
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    config(
+        &hub.url(),
+        1,
+        dir.path(),
+        &format!("adjutant_monitoring_bind = 127.0.0.1:{port}"),
+    );
+    let conf = dir.path().join("kojid-1.conf");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_koji-adjutant"))
+        .args(["daemon", "--fg", "--force-lock", "-c"])
+        .arg(&conf)
+        .env("KOJI_ADJUTANT_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/api/v1/status");
+    let http = reqwest::Client::new();
+    wait_until_async("the daemon's status server answers, logged in", || async {
+        match http.get(&url).send().await {
+            Ok(r) => r
+                .json::<J>()
+                .await
+                .is_ok_and(|s| s["worker_id"] == "builder1" && s["hub"]["session"] == "exclusive"),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let t = hub.make_task("sleep", vec![Value::Int(0)]);
+    wait_until("task closed", || hub.task(t).state == CLOSED).await;
+    wait_until_async("the task shows", || async {
+        let l: J = http
+            .get(format!("http://127.0.0.1:{port}/api/v1/tasks"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        l["tasks"][0]["task_id"] == t && l["tasks"][0]["status"] == "completed"
+    })
+    .await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("daemon did not stop")
+        .unwrap();
+    assert!(st.success(), "{st}");
+    // the server went with it
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}

@@ -146,7 +146,11 @@ fn container_link(id: &str) -> String {
 }
 
 fn badge(class: &str, text: &str) -> String {
-    format!("<span class=\"badge b-{}\">{}</span>", esc(class), esc(text))
+    format!(
+        "<span class=\"badge b-{}\">{}</span>",
+        esc(class),
+        esc(text)
+    )
 }
 
 fn task_badge(t: &TaskRecord) -> String {

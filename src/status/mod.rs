@@ -277,3 +277,44 @@ async fn serve_connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn disabled_by_an_empty_bind_or_status_enabled() {
+        let mut cfg = Config::defaults();
+        cfg.adjutant.status_bind = crate::config::values::ConfValue::parse_conf("").unwrap();
+        assert!(StatusServer::from_config(&cfg, Registry::default())
+            .await
+            .unwrap()
+            .is_none());
+        cfg.adjutant.status_bind =
+            crate::config::values::ConfValue::parse_conf("localhost:0").unwrap();
+        let s = StatusServer::from_config(&cfg, Registry::default())
+            .await
+            .unwrap()
+            .expect("enabled");
+        assert!(s.local_addr().ip().is_loopback());
+        s.stop().await;
+        cfg.adjutant.status_enabled = false;
+        assert!(StatusServer::from_config(&cfg, Registry::default())
+            .await
+            .unwrap()
+            .is_none());
+        // a taken address is an error naming it
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        cfg.adjutant.status_enabled = true;
+        cfg.adjutant.status_bind = crate::config::StatusBind(Some(addr));
+        let e = StatusServer::from_config(&cfg, Registry::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&addr.to_string()) && e.contains("status_bind"),
+            "{e}"
+        );
+    }
+}
