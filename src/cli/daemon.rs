@@ -49,7 +49,13 @@ fn init_logging(
                 .with_writer(std::sync::Mutex::new(f))
                 .try_init()
         }
-        None => builder.with_writer(std::io::stderr).try_init(),
+        None => {
+            use std::io::IsTerminal as _;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .try_init()
+        }
     };
     r.map_err(|e| e.to_string())
 }
