@@ -424,6 +424,33 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Like [`Registry::snapshot`], but only the host, the counters, the running
+    /// tasks and the containers not yet removed: what the status summary, the
+    /// metrics and the health probe need, without copying the task history.
+    pub fn live_snapshot(&self) -> Snapshot {
+        self.inner
+            .read()
+            .map(|s| Snapshot {
+                host: s.snap.host.clone(),
+                tasks: s
+                    .snap
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.phase == TaskPhase::Running)
+                    .map(|(k, t)| (*k, t.clone()))
+                    .collect(),
+                containers: s
+                    .snap
+                    .containers
+                    .iter()
+                    .filter(|(_, c)| c.state != ContainerState::Removed)
+                    .map(|(k, c)| (k.clone(), c.clone()))
+                    .collect(),
+                counts: s.snap.counts.clone(),
+            })
+            .unwrap_or_default()
+    }
+
     /// Change the host status.
     pub fn update_host(&self, f: impl FnOnce(&mut HostStatus)) {
         if let Ok(mut st) = self.inner.write() {
@@ -737,6 +764,23 @@ impl Registry {
     /// Drop finished tasks older than the task TTL and removed containers older than
     /// the container TTL.
     pub fn prune(&self, at: f64) {
+        // most calls find nothing to drop: look under the read lock first
+        let due = self.inner.read().is_ok_and(|st| {
+            let ttl = st.task_ttl.as_secs_f64();
+            let cttl = st.container_ttl.as_secs_f64();
+            st.snap
+                .tasks
+                .values()
+                .any(|t| t.finished.is_some_and(|f| at - f > ttl))
+                || st
+                    .snap
+                    .containers
+                    .values()
+                    .any(|c| c.removed.is_some_and(|r| at - r > cttl))
+        });
+        if !due {
+            return;
+        }
         if let Ok(mut st) = self.inner.write() {
             let ttl = st.task_ttl.as_secs_f64();
             let cttl = st.container_ttl.as_secs_f64();

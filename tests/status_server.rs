@@ -235,12 +235,24 @@ impl Env {
     /// Wait until task `id` is in its build step here.
     async fn building(&self, id: i64) {
         let reg = self.registry().clone();
-        wait_until("task in its build step", || {
-            reg.snapshot().tasks.get(&id).is_some_and(|t| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let snap = reg.snapshot();
+            if snap.tasks.get(&id).is_some_and(|t| {
                 t.steps.iter().any(|s| s.name == "build") && t.logs.contains_key("root.log")
-            })
-        })
-        .await;
+            }) {
+                return;
+            }
+            // (kojid's readiness rules apply: e.g. a load average over 4 per CPU
+            // keeps the host from taking tasks)
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} never reached its build step; host ready: {}, why not: {:?}",
+                snap.host.ready,
+                snap.host.not_ready_reason
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn healthy(&self) {
@@ -1093,7 +1105,18 @@ async fn connections_are_bounded_and_idle_clients_dropped() {
             assert!(tries < 600, "{r}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        // a client that sends no request is dropped after the header timeout
+        // a client that sends nothing, or too slowly, is dropped after the header timeout
+        let mut silent = TcpStream::connect(quick_addr).unwrap();
+        silent
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = silent.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "{text}"
+        );
         let mut slow = TcpStream::connect(quick_addr).unwrap();
         slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
         slow.set_read_timeout(Some(Duration::from_secs(60)))

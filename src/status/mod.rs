@@ -282,6 +282,24 @@ async fn serve_connection(
 mod tests {
     use super::*;
 
+    #[test]
+    fn status_bind_values() {
+        use crate::config::values::ConfValue;
+        use crate::config::StatusBind;
+        let p = |s: &str| StatusBind::parse_conf(s).map(StatusBind::addr);
+        assert_eq!(p(""), Ok(None));
+        assert_eq!(p("  "), Ok(None));
+        assert_eq!(p("0.0.0.0:8080"), Ok(Some("0.0.0.0:8080".parse().unwrap())));
+        assert_eq!(p("[::1]:9000"), Ok(Some("[::1]:9000".parse().unwrap())));
+        assert_eq!(
+            p("localhost:8081"),
+            Ok(Some("127.0.0.1:8081".parse().unwrap()))
+        );
+        assert!(p("localhost:99999").is_err());
+        assert!(p("everywhere").is_err());
+        assert!(p("8080").is_err());
+    }
+
     #[tokio::test]
     async fn disabled_by_an_empty_bind_or_status_enabled() {
         let mut cfg = Config::defaults();

@@ -159,7 +159,16 @@ async fn route<B: hyper::body::Body>(state: &Arc<StatusState>, req: &Request<B>)
     };
     let q = query(req);
     let segs: Vec<&str> = path.split('/').skip(1).collect();
-    let snap = state.registry.snapshot();
+    // the frequent polls (probes, scrapes, status) do not copy the task history
+    let live = matches!(
+        segs.as_slice(),
+        ["healthz"] | ["metrics"] | ["api", "v1", "status"]
+    );
+    let snap = if live {
+        state.registry.live_snapshot()
+    } else {
+        state.registry.snapshot()
+    };
     let ctx = ViewCtx {
         snap: &snap,
         info: &state.info,
