@@ -9,4 +9,5 @@ pub mod config;
 pub mod daemon;
 pub mod hub;
 pub mod registry;
+pub mod status;
 pub mod xmlrpc;

@@ -255,6 +255,8 @@ impl TaskManager {
         let Some(mut r) = self.running.remove(&id) else {
             return;
         };
+        // recorded first, so the status says why rather than the handler's "canceled"
+        self.registry.task_finished(id, phase, Some(why.to_owned()));
         r.cancel.cancel();
         if tokio::time::timeout(CANCEL_GRACE, &mut r.handle)
             .await
@@ -268,7 +270,6 @@ impl TaskManager {
             r.handle.abort();
             let _ = r.handle.await;
         }
-        self.registry.task_finished(id, phase, Some(why.to_owned()));
         self.logout_child(id, r.subsession_id).await;
         self.hub_tasks.remove(&id);
     }
@@ -679,10 +680,17 @@ async fn run_task(
         }
     };
     let wd = workdir.clone();
-    let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&wd) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(path = %wd.display(), error = %e, "cannot remove task workdir"),
+    let keep_logs = result.is_err().then(|| registry.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(r) = keep_logs {
+            // the status can still show why it failed
+            r.keep_log_tails(id);
+        }
+        match std::fs::remove_dir_all(&wd) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %wd.display(), error = %e, "cannot remove task workdir"),
+        }
     })
     .await;
     let report = match result {
@@ -696,7 +704,7 @@ async fn run_task(
         Err(TaskFailure::Fault(f)) => {
             warn!(task = id, fault = %f, "task failed");
             let r = session.host_fail_task(id, encode_fault_response(&f)).await;
-            registry.task_finished(id, TaskPhase::Failed, Some(f.to_string()));
+            registry.task_failed(id, &f);
             r
         }
         Err(TaskFailure::Refuse(msg)) => {
@@ -722,7 +730,7 @@ async fn run_task(
     };
     if let Err(e) = report {
         error!(task = id, error = %e, "cannot report the task's outcome to the hub");
-        registry.hub_error(e.to_string());
+        registry.hub_call_failed(&e);
     }
     Outcome::Done
 }
