@@ -39,6 +39,7 @@ config_keys! {
         pull_timeout: u64 = 300, "300", "Seconds an image pull may take (prototype: `container_timeouts` `pull=`).";
         start_timeout: u64 = 60, "60", "Seconds a container may take to start (prototype: `container_timeouts` `start=`).";
         stop_grace: u64 = 20, "20", "Seconds between SIGTERM and SIGKILL when stopping a container (prototype: `container_timeouts` `stop_grace=`).";
+        max_load_per_cpu: f64 = 4.0, "4.0", "Not ready while the 1-minute load average exceeds this many times the CPU count (kojid's fixed rule is 4.0); 0 disables the check.";
         upload_blocksize: u64 = 1048576, "1048576", "Bytes per raw upload chunk (koji's `upload_blocksize`).";
         auth_timeout: u64 = 60, "60", "HTTP timeout of login calls, seconds.";
         hub_callnum_check: bool = true, "True", "Also send the call number in the header the 1.35 hub reads (`Koji-Callnum`), so it refuses to replay a call that already took effect.";

@@ -323,6 +323,10 @@ impl TaskManager {
         if let Err(msg) = self.check_space() {
             return Ok(Some(msg));
         }
+        let per_cpu = self.config.adjutant.max_load_per_cpu;
+        if per_cpu <= 0.0 {
+            return Ok(None);
+        }
         if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
             let one: f64 = load
                 .split_whitespace()
@@ -332,8 +336,11 @@ impl TaskManager {
             let cpus = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1) as f64;
-            if one > 4.0 * cpus {
-                return Ok(Some(format!("Load average {one:.2} > {:.2}", 4.0 * cpus)));
+            if one > per_cpu * cpus {
+                return Ok(Some(format!(
+                    "Load average {one:.2} > {:.2}",
+                    per_cpu * cpus
+                )));
             }
         }
         Ok(None)
