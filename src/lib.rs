@@ -9,4 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod hub;
 pub mod registry;
+pub mod repo;
+pub mod tasks;
 pub mod xmlrpc;
