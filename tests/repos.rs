@@ -756,3 +756,77 @@ async fn missing_topdir_is_refused_not_failed() {
     assert_eq!(hub.task(c).state, FREE);
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_options_become_repo_opts() {
+    let e = Env::start("").await;
+    let tag = e.repos.add_tag("with-src", Some("x86_64"));
+    e.repos.tag_rpms(
+        tag,
+        &[
+            koji_only_dep(),
+            adjutant_testkit::fixtures_dir().join("srpms/koji-only-dep-1.0-1.src.rpm"),
+        ],
+    );
+    // the old newRepo API: newRepo(tag, event=None, src=True) by name
+    let mut kw = Struct::new();
+    kw.insert("src".into(), Value::Bool(true));
+    let t = e
+        .hub
+        .make_task("newRepo", encode_args(vec![Value::from("with-src")], kw));
+    assert_eq!(e.finish(t).await, CLOSED, "{:?}", e.hub.result(t));
+    let init = e.hub.calls_of("host.repoInit").pop().unwrap();
+    let (_, kwargs) = koji_adjutant::xmlrpc::decode_args(init.params.clone());
+    assert_eq!(
+        kwargs.get("opts"),
+        Some(&Value::struct_from([("src", Value::Bool(true))]))
+    );
+    assert_eq!(kwargs.get("task_id"), Some(&Value::Int(t)));
+    assert!(!kwargs.contains_key("event"), "no event unless given");
+    let repo = e.repos.repos_of(tag)[0].id;
+    assert_eq!(
+        nas(&e.arch_dir(repo, "x86_64")),
+        vec!["koji-only-dep.noarch", "koji-only-dep.src"]
+    );
+    // legacy options and opts together: ParameterError, before anything is created
+    let mut kw = Struct::new();
+    kw.insert("debuginfo".into(), Value::Bool(false));
+    kw.insert("opts".into(), Value::new_struct());
+    let calls = e.hub.calls_of("host.repoInit").len();
+    let bad = e
+        .hub
+        .make_task("newRepo", encode_args(vec![Value::from("with-src")], kw));
+    assert_eq!(e.finish(bad).await, FAILED);
+    match e.hub.result(bad) {
+        Some(MethodResponse::Fault(f)) => {
+            assert_eq!(f.code, 1019);
+            assert_eq!(
+                f.string,
+                "opts parameter cannot be combined with legacy options"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(e.hub.calls_of("host.repoInit").len(), calls);
+    // an explicit event is passed to getTag and repoInit
+    let mut kw = Struct::new();
+    kw.insert("event".into(), Value::Int(4242));
+    let at = e
+        .hub
+        .make_task("newRepo", encode_args(vec![Value::from("with-src")], kw));
+    assert_eq!(e.finish(at).await, CLOSED, "{:?}", e.hub.result(at));
+    let init = e.hub.calls_of("host.repoInit").pop().unwrap();
+    let (_, kwargs) = koji_adjutant::xmlrpc::decode_args(init.params.clone());
+    assert_eq!(kwargs.get("event"), Some(&Value::Int(4242)));
+    assert_eq!(kwargs.get("opts"), Some(&Value::Nil));
+    let get_tag = e
+        .hub
+        .calls_of("getTag")
+        .into_iter()
+        .map(|c| koji_adjutant::xmlrpc::decode_args(c.params).1)
+        .find(|kw| kw.get("event") == Some(&Value::Int(4242)));
+    assert!(get_tag.is_some_and(|kw| kw.get("strict") == Some(&Value::Bool(true))));
+    let last = e.repos.repos_of(tag).pop().unwrap();
+    assert_eq!(last.create_event, 4242);
+    e.stop().await;
+}

@@ -403,4 +403,56 @@ mod tests {
             format!("$ {} -a b c\nout -a b c\nerr\n", script.display())
         );
     }
+
+    #[tokio::test]
+    async fn dropping_the_run_kills_the_program() {
+        let t = tempfile::tempdir().unwrap();
+        let script = t.path().join("createrepo_c");
+        let pidfile = t.path().join("pid");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho $$ > {}\nexec sleep 60\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tool = HostRepoTool::with_paths(script, None);
+        let cmd = ToolCommand {
+            tool: Tool::Createrepo,
+            args: vec![],
+            env: vec![],
+            log: t.path().join("log"),
+            read_only: vec![],
+            writable: vec![],
+        };
+        let mut run = tool.run(&cmd);
+        // run until the program has started, then drop the future (a canceled task)
+        let pid: i32 = loop {
+            tokio::select! {
+                r = &mut run => panic!("ended early: {r:?}"),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+        };
+        drop(run);
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        for _ in 0..500 {
+            // gone, or a zombie not yet reaped by tokio's orphan reaper
+            let state = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z ") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let state = std::fs::read_to_string(proc.join("stat")).unwrap_or_default();
+        panic!("createrepo_c (pid {pid}) still runs after its task was dropped: {state}");
+    }
 }
