@@ -1,27 +1,27 @@
 #!/bin/bash
 # createrepo.sh — the createrepo task's local step (koji-adjutant's LocalRepo::create with the
 # host's createrepo_c: update seeding, log file, `$ argv` line) against running createrepo_c
-# directly with the same arguments, on the same Koji-style repo, in one hyperfine run.
+# directly with the same arguments, on the same Koji-style repo, in one interleaved run.
 #
-# Usage: benches/peers/createrepo.sh [RUNS] [PACKAGES]   (defaults: 10 runs, 2000 packages)
+# Usage: benches/peers/createrepo.sh [RUNS] [PACKAGES]   (defaults: 15 runs, 2000 packages)
 # Input: PACKAGES noarch rpms built with rpmbuild (one spec, one subpackage each), laid out as
 #        the hub lays them out: <topdir>/packages/..., repos/bench/<id>/x86_64/{pkglist,toplink},
 #        repos/bench/<id>/groups/comps.xml.
 # Two cases: "create" (a fresh repo) and "update" (the previous repo's repodata + one new package,
 #        --update --skip-stat, as for every repo after the first).
 # Output: a markdown table (medians) on stdout and in $OUT (default target dir/peers/createrepo.md),
-#         hyperfine JSON next to it.
+#         each run's time (µs) in createrepo.times next to it.
 set -euo pipefail
 export LC_ALL=C
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-runs=${1:-10}
+runs=${1:-15}
 npkg=${2:-2000}
 target=${CARGO_TARGET_DIR:-$repo/target}
 outdir=$target/peers; mkdir -p "$outdir"
 out=${OUT:-$outdir/createrepo.md}
 
-for t in hyperfine createrepo_c rpmbuild jq; do
+for t in createrepo_c rpmbuild awk; do
   command -v $t >/dev/null || { echo "createrepo.sh: $t is missing" >&2; exit 1; }
 done
 (cd "$repo" && cargo build -q --profile bench --example createrepo-local)
@@ -79,22 +79,40 @@ o=$scratch/out
 g=$top/repos/bench/2/groups/comps.xml
 direct="$cr --error-exit-val -vd -o $o -i $new/pkglist -g $g"
 
-hyperfine -N --runs "$runs" --warmup 1 --export-json "$outdir/createrepo.json" \
-  --prepare "rm -rf $o $o.log" \
-  -n 'koji-adjutant create' "$ours $top $new $o" \
-  -n 'createrepo_c create' "bash -c 'mkdir $o && exec $direct $new > $o.log 2>&1'" \
-  -n 'koji-adjutant update' "$ours $top $new $o $old/repodata" \
-  -n 'createrepo_c update' "bash -c 'mkdir $o && cp -r $old/repodata $o/ && exec $direct --update --skip-stat $new > $o.log 2>&1'" >&2
-
+# Interleaved runs (A B C D, B C D A, …) so that the load of a shared machine drifts over all
+# four cases alike; each run's wall time is taken around the command alone (its output
+# directory is removed before the clock starts).
+cases=("koji-adjutant create" "createrepo_c create" "koji-adjutant update" "createrepo_c update")
+run_case() {
+  case $1 in
+    "koji-adjutant create") "$ours" "$top" "$new" "$o" ;;
+    "createrepo_c create") mkdir "$o" && $direct "$new" >"$o.log" 2>&1 ;;
+    "koji-adjutant update") "$ours" "$top" "$new" "$o" "$old/repodata" ;;
+    "createrepo_c update") mkdir "$o" && cp -r "$old/repodata" "$o/" && $direct --update --skip-stat "$new" >"$o.log" 2>&1 ;;
+  esac
+}
+declare -A times
+for c in "${cases[@]}"; do rm -rf "$o" "$o.log"; run_case "$c" || { echo "createrepo.sh: $c failed" >&2; exit 1; }; done  # warm-up
+for ((i = 0; i < runs; i++)); do
+  for ((j = 0; j < 4; j++)); do
+    c=${cases[$(((i + j) % 4))]}
+    rm -rf "$o" "$o.log"
+    t0=$(date +%s%N)
+    run_case "$c" || { echo "createrepo.sh: $c failed" >&2; exit 1; }
+    t1=$(date +%s%N)
+    times[$c]+="$(((t1 - t0) / 1000)) "
+  done
+done
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 {
-  echo "createrepo of $((npkg + 1)) noarch rpms (update: from the repodata of $npkg), $(nproc) CPUs, $runs runs, $($cr --version | head -1) ($(date -u +%F))"
+  echo "createrepo of $((npkg + 1)) noarch rpms (update: from the repodata of $npkg), $(nproc) CPUs, $runs interleaved runs, $($cr --version | head -1) ($(date -u +%F))"
   echo
   echo "| case | koji-adjutant | createrepo_c directly | ratio |"
   echo "|---|---|---|---|"
   for c in create update; do
-    jq -r --arg c "$c" '
-      (.results[] | select(.command=="koji-adjutant \($c)") | .median) as $a |
-      (.results[] | select(.command=="createrepo_c \($c)") | .median) as $b |
-      "| \($c) | \($a*1000|floor) ms | \($b*1000|floor) ms | \($a/$b*1000|floor/1000)x |"' "$outdir/createrepo.json"
+    a=$(echo "${times[koji-adjutant $c]}" | median)
+    b=$(echo "${times[createrepo_c $c]}" | median)
+    awk -v c="$c" -v a="$a" -v b="$b" 'BEGIN { printf "| %s | %.0f ms | %.0f ms | %.3fx |\n", c, a / 1000, b / 1000, a / b }'
   done
 } | tee "$out"
+for c in "${cases[@]}"; do echo "$c: ${times[$c]}"; done > "$outdir/createrepo.times"
