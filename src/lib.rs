@@ -9,5 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod hub;
 pub mod registry;
+pub mod repo;
 pub mod status;
+pub mod tasks;
 pub mod xmlrpc;

@@ -520,13 +520,21 @@ pub struct LogStream {
 
 impl LogStream {
     /// Final sync; returns the bytes uploaded.
-    pub async fn finish(self) -> Result<u64, TaskFailure> {
+    pub async fn finish(mut self) -> Result<u64, TaskFailure> {
         self.stop.cancel();
-        match self.handle.await {
+        match (&mut self.handle).await {
             Ok(Ok(sync)) => Ok(sync.offset()),
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(TaskFailure::internal(format!("log upload task: {e}"))),
         }
+    }
+}
+
+impl Drop for LogStream {
+    /// A stream dropped without [`LogStream::finish`] (the task was canceled and its
+    /// future dropped) stops syncing instead of polling the hub forever.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

@@ -285,9 +285,10 @@ impl Daemon {
     }
 }
 
-/// The handlers this build provides: the built-in ones (later: src/tasks/).
+/// The handlers this build provides: the built-in ones and those of `crate::tasks`.
 pub fn default_handlers() -> HandlerRegistry {
     let mut reg = HandlerRegistry::new();
     fg_handlers::register_builtin(&mut reg);
+    crate::tasks::register_all(&mut reg);
     reg
 }

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fakehub;
+pub mod fakerepos;
+pub mod repodata;
 
 use std::future::Future;
 use std::path::Path;
