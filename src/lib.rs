@@ -7,9 +7,11 @@
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod fnmatch;
 pub mod hub;
 pub mod registry;
 pub mod repo;
+pub mod rpmfile;
 pub mod status;
 pub mod tasks;
 pub mod xmlrpc;
