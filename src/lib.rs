@@ -12,6 +12,7 @@ pub mod hub;
 pub mod registry;
 pub mod repo;
 pub mod rpmfile;
+pub mod scm;
 pub mod status;
 pub mod tasks;
 pub mod xmlrpc;

@@ -44,6 +44,7 @@ config_keys! {
         auth_timeout: u64 = 60, "60", "HTTP timeout of login calls, seconds.";
         hub_callnum_check: bool = true, "True", "Also send the call number in the header the 1.35 hub reads (`Koji-Callnum`), so it refuses to replay a call that already took effect.";
         log_file: Option<PathBuf> = None, "None (stderr; /var/log/kojid.log when detached)", "Log file.";
+        allow_file_scm: bool = false, "False", "Accept `git+file:///path#rev` SCM URLs (repositories on the builder's filesystem; still checked against `allowed_scms` with an empty host, e.g. `:/srv/git/*:no`).";
     }
 }
 
