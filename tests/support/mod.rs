@@ -2,9 +2,12 @@
 
 #![allow(dead_code)]
 
+pub mod buildenv;
+pub mod fakebuilds;
 pub mod fakehub;
 pub mod fakerepos;
 pub mod repodata;
+pub mod topurl;
 
 use std::future::Future;
 use std::path::Path;

@@ -1,0 +1,495 @@
+//! The parent tasks (`build`, `waitrepo`, `tagBuild`, `chainbuild`) end to end against
+//! the fake hub, with the leaf tasks that need a buildroot (`rebuildSRPM`, `buildArch`)
+//! replaced by stand-ins that do what they do on the hub (buildroot records, uploads,
+//! kojid's result shapes) but build with the host's `rpmbuild --nodeps` instead of a
+//! container. The real leaves are tested in tests/tasks_build.rs.
+//!
+//! The repo comes the 1.35 way: `repo.request` queues a request, the fake kojira turns
+//! it into a `newRepo` task, which this daemon runs (createrepo_c on the host), and the
+//! build's `waitrepo` subtask sees the request fulfilled.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use koji_adjutant::daemon::{
+    default_handlers, BoxFuture, TaskContext, TaskFailure, TaskHandler, TaskParams,
+};
+use koji_adjutant::hub::taskrelpath;
+use koji_adjutant::tasks::common::local_path;
+use koji_adjutant::xmlrpc::{MethodResponse, Value};
+use support::buildenv::BuildEnv;
+use support::fakebuilds::{ALICE, BR_EXPIRED, BUILD_FAILED, COMPLETE};
+use support::fakehub::{CLOSED, FAILED};
+
+fn srpm(name: &str) -> PathBuf {
+    adjutant_testkit::fixtures_dir()
+        .join("srpms")
+        .join(format!("{name}-1.0-1.src.rpm"))
+}
+
+fn opt_i64(v: &Value, k: &str) -> i64 {
+    v.get(k).and_then(Value::as_i64).unwrap()
+}
+
+/// A buildroot on the hub as kojid's BuildRoot makes one, around `work`.
+async fn with_buildroot<F, Fut>(
+    ctx: &TaskContext,
+    repo_id: i64,
+    work: F,
+) -> Result<(i64, Value), TaskFailure>
+where
+    F: FnOnce(i64) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, TaskFailure>>,
+{
+    let s = &ctx.session;
+    let br = s.host_new_buildroot(repo_id, "x86_64", ctx.task_id).await?;
+    s.host_set_buildroot_list(br, vec![], ctx.task_id).await?;
+    s.host_set_buildroot_state_named(br, "BUILDING", ctx.task_id)
+        .await?;
+    let r = work(br).await;
+    s.host_update_buildroot_list(br, vec![], ctx.task_id)
+        .await?;
+    s.host_set_buildroot_state_named(br, "EXPIRED", ctx.task_id)
+        .await?;
+    Ok((br, r?))
+}
+
+struct StubRebuildSrpm;
+
+impl TaskHandler for StubRebuildSrpm {
+    fn method(&self) -> &'static str {
+        "rebuildSRPM"
+    }
+    fn run<'a>(
+        &'a self,
+        ctx: TaskContext,
+        params: TaskParams,
+    ) -> BoxFuture<'a, Result<Value, TaskFailure>> {
+        Box::pin(async move {
+            let b = params.bind("rebuildSRPM", &["srpm", "build_tag", "opts"])?;
+            let rel = b.require("srpm")?.as_str().unwrap().to_owned();
+            let repo_id = opt_i64(b.require("opts")?, "repo_id");
+            let local = local_path(&ctx.config, &ctx.workdir, &format!("work/{rel}")).await?;
+            let base = local.file_name().unwrap().to_string_lossy().into_owned();
+            let (br, _) = with_buildroot(&ctx, repo_id, |_| async {
+                ctx.uploader.upload_file(&local, None).await?;
+                Ok(Value::Nil)
+            })
+            .await?;
+            let up = taskrelpath(ctx.task_id);
+            Ok(Value::struct_from([
+                ("srpm", Value::from(format!("{up}/{base}"))),
+                ("logs", Value::Array(vec![])),
+                ("brootid", Value::Int(br)),
+                (
+                    "source",
+                    Value::struct_from([
+                        ("source", Value::from(base.as_str())),
+                        ("url", Value::from(base.as_str())),
+                    ]),
+                ),
+            ]))
+        })
+    }
+}
+
+struct StubBuildArch;
+
+fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p, suffix));
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+impl TaskHandler for StubBuildArch {
+    fn method(&self) -> &'static str {
+        "buildArch"
+    }
+    fn weight(&self) -> f64 {
+        1.5
+    }
+    fn run<'a>(
+        &'a self,
+        ctx: TaskContext,
+        params: TaskParams,
+    ) -> BoxFuture<'a, Result<Value, TaskFailure>> {
+        Box::pin(async move {
+            let b = params.bind("buildArch", &["pkg", "root", "arch", "keep_srpm", "opts"])?;
+            let pkg = b.require("pkg")?.as_str().unwrap().to_owned();
+            let keep = b.require("keep_srpm")?.truthy();
+            let repo_id = opt_i64(b.require("opts")?, "repo_id");
+            let local = local_path(&ctx.config, &ctx.workdir, &format!("work/{pkg}")).await?;
+            let top = ctx.workdir.join("rpmbuild");
+            let up = taskrelpath(ctx.task_id);
+            let (br, r) = with_buildroot(&ctx, repo_id, |_| async {
+                let log = ctx.workdir.join("build.log");
+                let out = std::process::Command::new("rpmbuild")
+                    .arg("--define")
+                    .arg(format!("_topdir {}", top.display()))
+                    .args(["--nodeps", "--rebuild"])
+                    .arg(&local)
+                    .output()
+                    .unwrap();
+                let mut text = out.stdout.clone();
+                text.extend_from_slice(&out.stderr);
+                std::fs::write(&log, &text).unwrap();
+                ctx.uploader.upload_file(&log, None).await?;
+                if !out.status.success() {
+                    return Err(TaskFailure::build(format!(
+                        "error building package (arch noarch), mock exited with status 1; see build.log for more information\n{}",
+                        String::from_utf8_lossy(&text)
+                    )));
+                }
+                let mut rpms = Vec::new();
+                for f in files_under(&top.join("RPMS"), ".rpm") {
+                    ctx.uploader.upload_file(&f, None).await?;
+                    rpms.push(Value::from(format!(
+                        "{up}/{}",
+                        f.file_name().unwrap().to_string_lossy()
+                    )));
+                }
+                let mut srpms = Vec::new();
+                if keep {
+                    ctx.uploader.upload_file(&local, None).await?;
+                    srpms.push(Value::from(format!(
+                        "{up}/{}",
+                        local.file_name().unwrap().to_string_lossy()
+                    )));
+                }
+                Ok(Value::struct_from([
+                    ("rpms", Value::Array(rpms)),
+                    ("srpms", Value::Array(srpms)),
+                    (
+                        "logs",
+                        Value::Array(vec![Value::from(format!("{up}/build.log"))]),
+                    ),
+                ]))
+            })
+            .await?;
+            let mut r = r;
+            if let Value::Struct(s) = &mut r {
+                s.insert("brootid".into(), Value::Int(br));
+            }
+            Ok(r)
+        })
+    }
+}
+
+fn stub_handlers() -> koji_adjutant::daemon::HandlerRegistry {
+    let mut h = default_handlers();
+    h.register(Arc::new(StubRebuildSrpm));
+    h.register(Arc::new(StubBuildArch));
+    h
+}
+
+async fn env() -> BuildEnv {
+    let mut e = BuildEnv::new().await;
+    e.start_daemon(Some(stub_handlers()), "").await;
+    e
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scratch_build_waits_for_a_repo_and_moves_to_scratch() {
+    let mut e = env().await;
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(&src, "dist", &[("scratch", Value::Bool(true))]);
+    assert_eq!(e.finish(t).await, CLOSED, "{:?}", e.hub.result(t));
+    assert_eq!(e.result(t), MethodResponse::Params(vec![Value::Nil]));
+
+    // the repo came through the request queue: a newRepo task made by kojira, and a
+    // waitrepo subtask of the build
+    let kids = e.children(t);
+    let methods: Vec<&str> = kids.iter().map(|k| k.method.as_str()).collect();
+    assert_eq!(
+        methods,
+        ["waitrepo", "rebuildSRPM", "buildArch"],
+        "{kids:?}"
+    );
+    let newrepo = e.tasks_of("newRepo");
+    assert_eq!(newrepo.len(), 1);
+    assert_eq!(newrepo[0].owner, 51, "made by kojira");
+    assert_eq!(newrepo[0].state, CLOSED);
+    let repo = e.repos.repos_of(e.build_tag);
+    assert_eq!(repo.len(), 1);
+    let waitrepo = &kids[0];
+    match e.result(waitrepo.id) {
+        MethodResponse::Params(p) => {
+            assert_eq!(p[0].get("id"), Some(&Value::Int(repo[0].id)));
+            assert_eq!(p[0].get("tag_name"), Some(&Value::from("dist-build")));
+        }
+        other => panic!("{other:?}"),
+    }
+    // the SRPM subtask: label srpm, noarch; buildArch: label = arch, keep_srpm
+    assert_eq!(kids[1].label.as_deref(), Some("srpm"));
+    assert_eq!(kids[1].arch, "noarch");
+    assert_eq!(kids[2].label.as_deref(), Some("noarch"));
+    let req = koji_adjutant::xmlrpc::decode_call(kids[2].request.as_bytes()).unwrap();
+    assert_eq!(req.params[2], Value::from("noarch"));
+    assert_eq!(
+        req.params[3],
+        Value::Bool(true),
+        "the only arch keeps the srpm"
+    );
+    assert_eq!(
+        req.params[4],
+        Value::struct_from([("repo_id", Value::Int(repo[0].id))])
+    );
+    // rebuilt srpm from the srpm subtask is what buildArch got
+    assert_eq!(
+        req.params[0],
+        Value::from(format!(
+            "{}/hello-data-1.0-1.src.rpm",
+            taskrelpath(kids[1].id)
+        ))
+    );
+    // policy: no build_from_srpm for scratch, build_rpm with kojid's data
+    let policies = e.builds.with_db(|db| db.policy_calls.clone());
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!(policies[0].0, "build_rpm");
+    let d = &policies[0].1;
+    assert_eq!(d.get("user_id"), Some(&Value::Int(ALICE)));
+    assert_eq!(d.get("scratch"), Some(&Value::Bool(true)));
+    assert_eq!(d.get("from_scm"), Some(&Value::Bool(false)));
+    assert_eq!(d.get("build_tag"), Some(&Value::Int(e.build_tag)));
+    assert_eq!(d.get("tag"), Some(&Value::Int(e.dest_tag)));
+    assert_eq!(d.get("target"), Some(&Value::from("dist")));
+    // moveBuildToScratch: srpm, rpms and logs under scratch/alice/task_<id>/
+    let calls = e.hub.calls_of("host.moveBuildToScratch");
+    assert_eq!(calls.len(), 1);
+    let up = taskrelpath(kids[2].id);
+    assert_eq!(calls[0].params[0], Value::Int(t));
+    assert_eq!(
+        calls[0].params[1],
+        Value::from(format!("{up}/hello-data-1.0-1.src.rpm"))
+    );
+    assert_eq!(
+        calls[0].params[2],
+        Value::Array(vec![Value::from(format!(
+            "{up}/hello-data-1.0-1.noarch.rpm"
+        ))])
+    );
+    let dir = e.top(&format!("scratch/alice/task_{t}"));
+    for f in [
+        "hello-data-1.0-1.src.rpm",
+        "hello-data-1.0-1.noarch.rpm",
+        "logs/noarch/build.log",
+    ] {
+        assert!(dir.join(f).is_file(), "{}", dir.join(f).display());
+    }
+    // no build entry, no tagging
+    assert!(e.builds.builds().is_empty());
+    assert!(e.hub.calls_of("host.initBuild").is_empty());
+    assert!(e.tasks_of("tagBuild").is_empty());
+    // every buildroot of the build went INIT → BUILDING → EXPIRED
+    for br in e.hub.with(|s| s.buildroots.clone()).values() {
+        assert_eq!(br.state, BR_EXPIRED);
+        assert_eq!(e.builds.brinfo(br.id).states, [2, 3]);
+    }
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_scratch_build_is_imported_and_tagged() {
+    let mut e = env().await;
+    e.builds.add_package(e.dest_tag, "hello-data", false);
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(&src, "dist", &[]);
+    assert_eq!(e.finish(t).await, CLOSED, "{:?}", e.hub.result(t));
+    let builds = e.builds.builds();
+    assert_eq!(builds.len(), 1);
+    let b = &builds[0];
+    assert_eq!(b.nvr(), "hello-data-1.0-1");
+    assert_eq!(b.state, COMPLETE);
+    assert_eq!(b.task_id, Some(t));
+    assert_eq!(b.owner, ALICE);
+    // source from the SRPM subtask: the srpm's name
+    assert_eq!(b.source.as_deref(), Some("hello-data-1.0-1.src.rpm"));
+    // completeBuild's brmap: every file → the buildArch's real buildroot id
+    let calls = e.hub.calls_of("host.completeBuild");
+    assert_eq!(calls.len(), 1);
+    let brmap = calls[0].params[4].as_struct().unwrap().clone();
+    let arch_task = e
+        .children(t)
+        .into_iter()
+        .find(|k| k.method == "buildArch")
+        .unwrap();
+    let br = e.hub.with(|s| {
+        s.buildroots
+            .values()
+            .find(|b| b.task_id == Some(arch_task.id))
+            .unwrap()
+            .id
+    });
+    assert_eq!(brmap.len(), 2, "{brmap:?}");
+    assert!(brmap.values().all(|v| *v == Value::Int(br)), "{brmap:?}");
+    for r in &b.rpms {
+        assert!(e.top(&r.relpath).is_file(), "{}", r.relpath);
+        assert_eq!(r.buildroot_id, Some(br));
+    }
+    assert!(e
+        .top("packages/hello-data/1.0/1/data/logs/noarch/build.log")
+        .is_file());
+    // tagged by a tagBuild subtask, notification sent
+    let tag = e.tasks_of("tagBuild");
+    assert_eq!(tag.len(), 1);
+    assert_eq!(tag[0].state, CLOSED);
+    assert_eq!(tag[0].label.as_deref(), Some("tag"));
+    let req = koji_adjutant::xmlrpc::decode_call(tag[0].request.as_bytes()).unwrap();
+    assert_eq!(
+        req.params,
+        [
+            Value::Int(e.dest_tag),
+            Value::Int(b.id),
+            Value::Bool(false),
+            Value::Nil,
+            Value::Bool(true)
+        ]
+    );
+    assert_eq!(
+        e.builds
+            .with_db(|db| db.tagged.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>()),
+        [(e.dest_tag, b.id)]
+    );
+    let n = e.builds.with_db(|db| db.notifications.clone());
+    assert_eq!(n.len(), 1);
+    assert!(n[0].ok);
+    assert_eq!(n[0].user, Value::Int(ALICE));
+    // the policies kojid asserts for a non-scratch SRPM build
+    let names: Vec<String> = e
+        .builds
+        .with_db(|db| db.policy_calls.iter().map(|p| p.0.clone()).collect());
+    assert_eq!(names, ["build_from_srpm", "build_rpm"]);
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_not_in_the_list_fails_before_init_build() {
+    let mut e = env().await;
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(&src, "dist", &[]);
+    assert_eq!(e.finish(t).await, FAILED);
+    assert_eq!(
+        e.fault(t),
+        (
+            1005,
+            "package hello-data not in list for tag dist-dest".to_owned()
+        )
+    );
+    assert!(e.hub.calls_of("host.initBuild").is_empty());
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_arch_fails_the_build_entry() {
+    let mut e = env().await;
+    e.builds.add_package(e.dest_tag, "fails-build", false);
+    let src = e.upload_srpm(&srpm("fails-build"));
+    let t = e.submit_build(&src, "dist", &[]);
+    assert_eq!(e.finish(t).await, FAILED);
+    let (code, msg) = e.fault(t);
+    assert_eq!(code, 1005, "{msg}");
+    assert!(msg.contains("this %build step fails on purpose"), "{msg}");
+    let b = &e.builds.builds()[0];
+    assert_eq!(b.state, BUILD_FAILED, "failBuild was called");
+    assert_eq!(e.hub.calls_of("host.failBuild").len(), 1);
+    assert!(e.hub.calls_of("host.completeBuild").is_empty());
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_denial_fails_the_task() {
+    let mut e = env().await;
+    e.builds
+        .with_db(|db| db.deny.insert("build_rpm".into(), "not for you".into()));
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(&src, "dist", &[("scratch", Value::Bool(true))]);
+    assert_eq!(e.finish(t).await, FAILED);
+    assert_eq!(
+        e.fault(t),
+        (1004, "policy violation (build_rpm): not for you".to_owned())
+    );
+    assert!(e.children(t).is_empty());
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_id_and_no_rebuild_use_the_repo_and_the_upload_as_is() {
+    let mut e = env().await;
+    // a READY repo made by a newRepo task first
+    let nr = e.hub.make_task(
+        "newRepo",
+        koji_adjutant::xmlrpc::encode_args(
+            vec![Value::struct_from([
+                ("id", Value::Int(e.build_tag)),
+                ("name", Value::from("dist-build")),
+            ])],
+            [("opts".to_string(), Value::new_struct())]
+                .into_iter()
+                .collect(),
+        ),
+    );
+    assert_eq!(e.finish(nr).await, CLOSED);
+    let repo = e.repos.repos_of(e.build_tag)[0].id;
+    e.repos
+        .set_extra(e.build_tag, "rebuild_srpm", Value::Bool(false));
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(
+        &src,
+        "dist",
+        &[
+            ("scratch", Value::Bool(true)),
+            ("repo_id", Value::Int(repo)),
+        ],
+    );
+    assert_eq!(e.finish(t).await, CLOSED, "{:?}", e.hub.result(t));
+    let kids = e.children(t);
+    assert_eq!(kids.len(), 1, "only buildArch: {kids:?}");
+    let req = koji_adjutant::xmlrpc::decode_call(kids[0].request.as_bytes()).unwrap();
+    assert_eq!(req.params[0], Value::from(src.as_str()), "the upload as is");
+    let names: Vec<String> = e
+        .builds
+        .with_db(|db| db.policy_calls.iter().map(|p| p.0.clone()).collect());
+    assert_eq!(names, ["build_from_repo_id", "build_rpm"]);
+    // a bad repo id is kojid's BuildError
+    let t2 = e.submit_build(
+        &src,
+        "dist",
+        &[
+            ("scratch", Value::Bool(true)),
+            ("repo_id", Value::Int(9999)),
+        ],
+    );
+    assert_eq!(e.finish(t2).await, FAILED);
+    assert_eq!(e.fault(t2), (1005, "No such repo: 9999".to_owned()));
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_target_and_arch_override_rules() {
+    let mut e = env().await;
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(&src, "nope", &[("scratch", Value::Bool(true))]);
+    assert_eq!(e.finish(t).await, FAILED);
+    assert_eq!(e.fault(t), (1000, "unknown build target: nope".to_owned()));
+    let t = e.submit_build(&src, "dist", &[("arch_override", Value::from("x86_64"))]);
+    assert_eq!(e.finish(t).await, FAILED);
+    assert_eq!(
+        e.fault(t),
+        (
+            1005,
+            "arch_override is only allowed for scratch builds".to_owned()
+        )
+    );
+    e.stop().await;
+}
