@@ -3,16 +3,22 @@
 //! daemon's `default_handlers` calls it.
 //!
 //! - repos: [`new_repo`], [`createrepo`];
-//! - rpm builds: [`build`] (the parent), [`chainbuild`], [`waitrepo`], [`tag_build`];
+//! - rpm builds: [`build`] (the parent), [`chainbuild`], [`waitrepo`], [`tag_build`],
+//!   and the leaves that need a buildroot, [`build_arch`], [`rebuild_srpm`],
+//!   [`build_srpm_from_scm`], over the seam in [`broot`];
 //!   shared pieces in [`common`] (arches, SRPM headers, downloads from topurl),
 //!   [`repo_watcher`] (`koji.util.RepoWatcher`) and [`calls`] (typed hub calls).
 
+pub mod broot;
 pub mod build;
+pub mod build_arch;
+pub mod build_srpm_from_scm;
 pub mod calls;
 pub mod chainbuild;
 pub mod common;
 pub mod createrepo;
 pub mod new_repo;
+pub mod rebuild_srpm;
 pub mod repo_watcher;
 pub mod tag_build;
 pub mod waitrepo;
@@ -29,4 +35,15 @@ pub fn register_all(reg: &mut HandlerRegistry) {
     reg.register(Arc::new(chainbuild::ChainBuild));
     reg.register(Arc::new(waitrepo::Waitrepo));
     reg.register(Arc::new(tag_build::TagBuild));
+}
+
+/// Register the tasks that need buildroots, made by `factory`.
+pub fn register_buildroot_tasks(reg: &mut HandlerRegistry, factory: broot::SharedFactory) {
+    reg.register(Arc::new(build_arch::BuildArch {
+        factory: factory.clone(),
+    }));
+    reg.register(Arc::new(rebuild_srpm::RebuildSrpm {
+        factory: factory.clone(),
+    }));
+    reg.register(Arc::new(build_srpm_from_scm::BuildSrpmFromScm { factory }));
 }
