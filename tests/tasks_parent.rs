@@ -1,8 +1,8 @@
 //! The parent tasks (`build`, `waitrepo`, `tagBuild`, `chainbuild`) end to end against
-//! the fake hub, with the leaf tasks that need a buildroot (`rebuildSRPM`, `buildArch`)
-//! replaced by stand-ins that do what they do on the hub (buildroot records, uploads,
-//! kojid's result shapes) but build with the host's `rpmbuild --nodeps` instead of a
-//! container. The real leaves are tested in tests/tasks_build.rs.
+//! the fake hub with the real leaf tasks (`rebuildSRPM`, `buildArch`) over the host
+//! test double of the buildroot layer (tests/support/hostbroot.rs: the host's
+//! `rpmbuild --nodeps` instead of a container). Builds in containers from the rpmroot
+//! image are in tests/tasks_build.rs.
 //!
 //! The repo comes the 1.35 way: `repo.request` queues a request, the fake kojira turns
 //! it into a `newRepo` task, which this daemon runs (createrepo_c on the host), and the
@@ -10,18 +10,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use koji_adjutant::daemon::{
-    default_handlers, BoxFuture, TaskContext, TaskFailure, TaskHandler, TaskParams,
-};
+use koji_adjutant::daemon::default_handlers;
 use koji_adjutant::hub::taskrelpath;
-use koji_adjutant::tasks::common::local_path;
 use koji_adjutant::xmlrpc::{MethodResponse, Value};
 use support::buildenv::BuildEnv;
 use support::fakebuilds::{ALICE, BR_EXPIRED, BUILD_FAILED, COMPLETE};
 use support::fakehub::{CLOSED, FAILED};
+use support::hostbroot::HostFactory;
 
 fn srpm(name: &str) -> PathBuf {
     adjutant_testkit::fixtures_dir()
@@ -29,173 +27,19 @@ fn srpm(name: &str) -> PathBuf {
         .join(format!("{name}-1.0-1.src.rpm"))
 }
 
-fn opt_i64(v: &Value, k: &str) -> i64 {
-    v.get(k).and_then(Value::as_i64).unwrap()
-}
-
-/// A buildroot on the hub as kojid's BuildRoot makes one, around `work`.
-async fn with_buildroot<F, Fut>(
-    ctx: &TaskContext,
-    repo_id: i64,
-    work: F,
-) -> Result<(i64, Value), TaskFailure>
-where
-    F: FnOnce(i64) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, TaskFailure>>,
-{
-    let s = &ctx.session;
-    let br = s.host_new_buildroot(repo_id, "x86_64", ctx.task_id).await?;
-    s.host_set_buildroot_list(br, vec![], ctx.task_id).await?;
-    s.host_set_buildroot_state_named(br, "BUILDING", ctx.task_id)
-        .await?;
-    let r = work(br).await;
-    s.host_update_buildroot_list(br, vec![], ctx.task_id)
-        .await?;
-    s.host_set_buildroot_state_named(br, "EXPIRED", ctx.task_id)
-        .await?;
-    Ok((br, r?))
-}
-
-struct StubRebuildSrpm;
-
-impl TaskHandler for StubRebuildSrpm {
-    fn method(&self) -> &'static str {
-        "rebuildSRPM"
-    }
-    fn run<'a>(
-        &'a self,
-        ctx: TaskContext,
-        params: TaskParams,
-    ) -> BoxFuture<'a, Result<Value, TaskFailure>> {
-        Box::pin(async move {
-            let b = params.bind("rebuildSRPM", &["srpm", "build_tag", "opts"])?;
-            let rel = b.require("srpm")?.as_str().unwrap().to_owned();
-            let repo_id = opt_i64(b.require("opts")?, "repo_id");
-            let local = local_path(&ctx.config, &ctx.workdir, &format!("work/{rel}")).await?;
-            let base = local.file_name().unwrap().to_string_lossy().into_owned();
-            let (br, _) = with_buildroot(&ctx, repo_id, |_| async {
-                ctx.uploader.upload_file(&local, None).await?;
-                Ok(Value::Nil)
-            })
-            .await?;
-            let up = taskrelpath(ctx.task_id);
-            Ok(Value::struct_from([
-                ("srpm", Value::from(format!("{up}/{base}"))),
-                ("logs", Value::Array(vec![])),
-                ("brootid", Value::Int(br)),
-                (
-                    "source",
-                    Value::struct_from([
-                        ("source", Value::from(base.as_str())),
-                        ("url", Value::from(base.as_str())),
-                    ]),
-                ),
-            ]))
-        })
-    }
-}
-
-struct StubBuildArch;
-
-fn files_under(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p, suffix));
-            } else if p.to_string_lossy().ends_with(suffix) {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
-impl TaskHandler for StubBuildArch {
-    fn method(&self) -> &'static str {
-        "buildArch"
-    }
-    fn weight(&self) -> f64 {
-        1.5
-    }
-    fn run<'a>(
-        &'a self,
-        ctx: TaskContext,
-        params: TaskParams,
-    ) -> BoxFuture<'a, Result<Value, TaskFailure>> {
-        Box::pin(async move {
-            let b = params.bind("buildArch", &["pkg", "root", "arch", "keep_srpm", "opts"])?;
-            let pkg = b.require("pkg")?.as_str().unwrap().to_owned();
-            let keep = b.require("keep_srpm")?.truthy();
-            let repo_id = opt_i64(b.require("opts")?, "repo_id");
-            let local = local_path(&ctx.config, &ctx.workdir, &format!("work/{pkg}")).await?;
-            let top = ctx.workdir.join("rpmbuild");
-            let up = taskrelpath(ctx.task_id);
-            let (br, r) = with_buildroot(&ctx, repo_id, |_| async {
-                let log = ctx.workdir.join("build.log");
-                let out = std::process::Command::new("rpmbuild")
-                    .arg("--define")
-                    .arg(format!("_topdir {}", top.display()))
-                    .args(["--nodeps", "--rebuild"])
-                    .arg(&local)
-                    .output()
-                    .unwrap();
-                let mut text = out.stdout.clone();
-                text.extend_from_slice(&out.stderr);
-                std::fs::write(&log, &text).unwrap();
-                ctx.uploader.upload_file(&log, None).await?;
-                if !out.status.success() {
-                    return Err(TaskFailure::build(format!(
-                        "error building package (arch noarch), mock exited with status 1; see build.log for more information\n{}",
-                        String::from_utf8_lossy(&text)
-                    )));
-                }
-                let mut rpms = Vec::new();
-                for f in files_under(&top.join("RPMS"), ".rpm") {
-                    ctx.uploader.upload_file(&f, None).await?;
-                    rpms.push(Value::from(format!(
-                        "{up}/{}",
-                        f.file_name().unwrap().to_string_lossy()
-                    )));
-                }
-                let mut srpms = Vec::new();
-                if keep {
-                    ctx.uploader.upload_file(&local, None).await?;
-                    srpms.push(Value::from(format!(
-                        "{up}/{}",
-                        local.file_name().unwrap().to_string_lossy()
-                    )));
-                }
-                Ok(Value::struct_from([
-                    ("rpms", Value::Array(rpms)),
-                    ("srpms", Value::Array(srpms)),
-                    (
-                        "logs",
-                        Value::Array(vec![Value::from(format!("{up}/build.log"))]),
-                    ),
-                ]))
-            })
-            .await?;
-            let mut r = r;
-            if let Value::Struct(s) = &mut r {
-                s.insert("brootid".into(), Value::Int(br));
-            }
-            Ok(r)
-        })
-    }
-}
-
-fn stub_handlers() -> koji_adjutant::daemon::HandlerRegistry {
+fn handlers(e: &BuildEnv) -> koji_adjutant::daemon::HandlerRegistry {
     let mut h = default_handlers();
-    h.register(Arc::new(StubRebuildSrpm));
-    h.register(Arc::new(StubBuildArch));
+    koji_adjutant::tasks::register_buildroot_tasks(
+        &mut h,
+        Arc::new(HostFactory::new(e.hub.topdir())),
+    );
     h
 }
 
 async fn env() -> BuildEnv {
     let mut e = BuildEnv::new().await;
-    e.start_daemon(Some(stub_handlers()), "").await;
+    let h = handlers(&e);
+    e.start_daemon(Some(h), "").await;
     e
 }
 

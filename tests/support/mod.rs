@@ -6,6 +6,7 @@ pub mod buildenv;
 pub mod fakebuilds;
 pub mod fakehub;
 pub mod fakerepos;
+pub mod hostbroot;
 pub mod repodata;
 pub mod topurl;
 
