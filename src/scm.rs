@@ -569,7 +569,12 @@ impl Scm {
             .stderr(Stdio::null())
             .output()
             .await
-            .map_err(|e| ScmError::Generic(format!("Error getting commit hash for git: {e}")))?;
+            .map_err(|e| {
+                ScmError::Generic(format!(
+                    "Error getting commit hash for git: {}: {e}",
+                    sourcedir.display()
+                ))
+            })?;
         if !out.status.success() {
             return Err(ScmError::Generic(
                 "Error getting commit hash for git".into(),
