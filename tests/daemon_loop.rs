@@ -142,6 +142,43 @@ async fn failed_host_check_refuses_hard() {
     d.stop().await;
 }
 
+/// A handler that panics.
+struct Panicky;
+impl TaskHandler for Panicky {
+    fn method(&self) -> &'static str {
+        "panicky"
+    }
+    fn run<'a>(
+        &'a self,
+        _ctx: TaskContext,
+        _p: TaskParams,
+    ) -> BoxFuture<'a, Result<Value, TaskFailure>> {
+        Box::pin(async { panic!("handler bug") })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_fails_its_task() {
+    let hub = FakeHub::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut handlers = default_handlers();
+    handlers.register(Arc::new(Panicky));
+    let d = spawn(config(&hub.url(), 1, dir.path(), ""), Some(handlers)).await;
+    let t = hub.make_task("panicky", vec![]);
+    wait_until("failed", || hub.task(t).state == FAILED).await;
+    match hub.result(t) {
+        Some(MethodResponse::Fault(f)) => {
+            assert_eq!(f.code, 1);
+            assert!(f.string.contains("handler bug"), "{}", f.string);
+        }
+        other => panic!("{other:?}"),
+    }
+    // and the daemon goes on
+    let t2 = hub.make_task("sleep", vec![Value::Int(0)]);
+    wait_until("next task closed", || hub.task(t2).state == CLOSED).await;
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_run_concurrently_up_to_capacity_and_maxjobs() {
     let hub = FakeHub::start(1).await;

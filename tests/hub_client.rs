@@ -198,12 +198,40 @@ async fn dropped_connections_are_retried_with_the_same_call_number() {
     let updates = hub.calls_of("host.updateHost");
     assert_eq!(updates.len(), 2);
     assert_eq!(updates[0].callnum, updates[1].callnum);
-    // a call that took effect but whose answer was lost is not run twice
+    // a call that took effect but whose answer was lost is not run twice: the hub
+    // refuses the replay (RetryError) ...
     let t = hub.make_task("sleep", vec![Value::Int(1)]);
     assert!(s.host_open_task(t).await.unwrap().is_some());
-    hub.inject("host.setTaskWeight", 1, Action::DropAfter);
-    let e = s.host_set_task_weight(t, 2.0).await.unwrap_err();
+    hub.inject("host.subtask", 1, Action::DropAfter);
+    let e = s
+        .host_subtask("sleep", vec![Value::Int(1)], t, Struct::new())
+        .await
+        .unwrap_err();
     assert!(matches!(e, HubError::TookEffect { .. }), "{e}");
+    assert_eq!(
+        hub.with(|st| st.tasks.values().filter(|x| x.parent == Some(t)).count()),
+        1
+    );
+    // a labeled subtask is idempotent: asking again returns the child's id
+    hub.inject("host.subtask", 1, Action::DropAfter);
+    let mut opts = Struct::new();
+    opts.insert("label".into(), Value::from("x"));
+    let c1 = s
+        .host_subtask("sleep", vec![Value::Int(1)], t, opts.clone())
+        .await
+        .unwrap();
+    let c2 = s
+        .host_subtask("sleep", vec![Value::Int(1)], t, opts)
+        .await
+        .unwrap();
+    assert_eq!(c1, c2);
+    assert_eq!(
+        hub.with(|st| st.tasks.values().filter(|x| x.parent == Some(t)).count()),
+        2
+    );
+    // ... which, for calls that return nothing, is success
+    hub.inject("host.setTaskWeight", 1, Action::DropAfter);
+    s.host_set_task_weight(t, 2.0).await.unwrap();
     assert_eq!(hub.task(t).weight, 2.0);
     assert_eq!(
         hub.calls_of("host.setTaskWeight")
@@ -212,6 +240,11 @@ async fn dropped_connections_are_retried_with_the_same_call_number() {
             .count(),
         1
     );
+    hub.inject("host.closeTask", 1, Action::DropAfter);
+    s.host_close_task(t, koji_adjutant::xmlrpc::encode_response(&Value::Nil))
+        .await
+        .unwrap();
+    assert_eq!(hub.task(t).state, support::fakehub::CLOSED);
 }
 
 #[tokio::test]
@@ -328,6 +361,26 @@ async fn uploads_in_verified_chunks_only_while_the_task_is_ours() {
         support::fakehub::read_uploaded(&hub, &sum.relpath).unwrap(),
         b"short"
     );
+    // sha256 verification works the same way
+    let up256 = Uploader::new(
+        s.clone(),
+        rel.clone(),
+        UploadOptions {
+            blocksize: 30000,
+            verify: koji_adjutant::hub::Verify::Sha256,
+            ..Default::default()
+        },
+    );
+    std::fs::write(&file, &content).unwrap();
+    up256.upload_file(&file, Some("sha.bin")).await.unwrap();
+    assert_eq!(
+        support::fakehub::read_uploaded(&hub, &format!("{rel}/sha.bin")).unwrap(),
+        content
+    );
+    assert!(hub.calls_of("rawUpload").last().unwrap().params[0]
+        .as_str()
+        .unwrap()
+        .contains("fileverify=sha256"));
     // bad names never reach the hub
     assert!(up.upload_bytes(b"x", "../x").await.is_err());
     assert!(up.upload_bytes(b"x", ".hidden").await.is_err());

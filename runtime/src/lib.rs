@@ -9,4 +9,13 @@
 //! helper; binaries embedding this crate must call [`helper::dispatch`] first thing in
 //! `main`, before any thread is spawned.
 
+pub mod archive;
+pub mod digest;
 pub mod idmap;
+pub mod layer;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod reference;
+pub mod registry;
+pub mod store;

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod daemon;
+pub mod image;
+mod progress;
 
 /// Exit codes scripts can rely on (documented in docs/cli.md).
 pub mod exit {
@@ -52,8 +54,7 @@ pub enum Command {
     Image(ImageCommand),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ImageCommand {}
+pub use image::ImageCommand;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
@@ -71,8 +72,21 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Daemon(a) => daemon::run(*a, cli.root, cli.log),
-        Command::Image(c) => match c {},
+        Command::Image(c) => {
+            init_logging(cli.log.as_deref());
+            image::run(cli.root.as_deref(), c)
+        }
     }
+}
+
+/// Log to stderr, `warn` and up unless `--log`/`KOJI_ADJUTANT_LOG` says otherwise.
+fn init_logging(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Invoked as `kojid` (e.g. a symlink, so an existing kojid.service works unchanged),

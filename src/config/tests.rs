@@ -205,3 +205,46 @@ fn every_documented_key_parses_and_no_key_is_undocumented() {
         assert!(c.adjutant.set_key(k.name, "x").is_some(), "{}", k.name);
     }
 }
+
+#[test]
+fn the_sample_config_parses_cleanly() {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kojid.conf"));
+    let c = Config::load(&args(&path), Vec::<(String, String)>::new()).unwrap();
+    assert_eq!(c.server(), "https://hub.example.com/kojihub");
+    assert_eq!(
+        c.adjutant.default_image,
+        "registry.fedoraproject.org/fedora:41"
+    );
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("unknown")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn kojids_own_sample_config_is_accepted() {
+    // builder/kojid.conf of koji 1.35.3, abridged to its active lines
+    let d = tempfile::tempdir().unwrap();
+    let p = write(
+        d.path(),
+        "[kojid]\n; The number of seconds to sleep between tasks\n; sleeptime=15\n\
+         server=http://hub.example.com/kojihub\ntopurl=http://hub.example.com/kojifiles\n\
+         allowed_scms=scm.example.com:/cvs/example git.example.org:/example svn.example.org:/users/*:no\n\
+         smtphost=example.com\nfrom_addr=Koji Build System <buildsys@example.com>\n",
+    );
+    let c = Config::load(&args(&p), Vec::<(String, String)>::new()).unwrap();
+    assert_eq!(
+        c.kojid.from_addr,
+        "Koji Build System <buildsys@example.com>"
+    );
+    assert!(c
+        .kojid
+        .allowed_scms
+        .ends_with("svn.example.org:/users/*:no"));
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("unknown")),
+        "{:?}",
+        c.warnings
+    );
+}

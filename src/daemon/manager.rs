@@ -291,7 +291,9 @@ impl TaskManager {
 
     /// kojid `readyForTask`: Ok(None) when ready, Ok(Some(reason)) when not.
     pub async fn ready_for_task(&mut self) -> Result<Option<String>, LoopError> {
-        if self.control.is_restart_pending() {
+        let pending = self.control.is_restart_pending();
+        self.registry.update_host(|h| h.restart_pending = pending);
+        if pending {
             if !self.running.is_empty() {
                 return Ok(Some("Pending restart".into()));
             }
@@ -445,9 +447,25 @@ impl TaskManager {
             }
             return Ok(false);
         }
-        let Some(data) = self.session.host_open_task(id).await? else {
-            warn!(task = id, "could not open task");
-            return Ok(false);
+        let data = match self.session.host_open_task(id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                warn!(task = id, "could not open task");
+                return Ok(false);
+            }
+            // the task was opened but the answer was lost: it is ours if the hub says so
+            Err(HubError::TookEffect { .. }) => {
+                let now = self.session.get_task_info(id, false).await?;
+                let ours = now.as_ref().is_some_and(|i| {
+                    i.get("state").and_then(Value::as_i64) == Some(TaskState::Open.as_i64())
+                        && i.get("host_id").and_then(Value::as_i64) == Some(self.host_id)
+                });
+                match now {
+                    Some(i) if ours => i,
+                    _ => return Ok(false),
+                }
+            }
+            Err(e) => return Err(e.into()),
         };
         // The request as opened (authoritative; getTaskInfo's is the same call).
         let params = match data.get("request").and_then(Value::as_str) {
@@ -633,9 +651,30 @@ async fn run_task(
             workdir.display()
         ))),
         Ok(()) => {
+            // The handler runs as its own tokio task so that a panic fails the task
+            // (fault code 1, as kojid reports an uncaught exception) instead of
+            // leaving it OPEN, and so that cancellation can abort it.
+            let mut h = tokio::spawn(async move { handler.run(ctx, params).await });
             tokio::select! {
-                r = handler.run(ctx, params) => r,
-                _ = cancel.cancelled() => Err(TaskFailure::Canceled),
+                r = &mut h => match r {
+                    Ok(r) => r,
+                    Err(e) if e.is_panic() => {
+                        let msg = e
+                            .into_panic()
+                            .downcast::<String>()
+                            .map(|s| *s)
+                            .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|_| "unknown panic".into());
+                        error!(task = id, msg, "task handler panicked");
+                        Err(TaskFailure::internal(format!("task handler panicked: {msg}")))
+                    }
+                    Err(_) => Err(TaskFailure::Canceled),
+                },
+                _ = cancel.cancelled() => {
+                    h.abort();
+                    let _ = h.await;
+                    Err(TaskFailure::Canceled)
+                }
             }
         }
     };

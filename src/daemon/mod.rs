@@ -79,7 +79,7 @@ pub fn auth_method(cfg: &Config) -> Result<AuthMethod, StartError> {
     if cfg.kojid.cert.as_ref().is_some_and(|c| c.is_file()) {
         return Ok(AuthMethod::Certificate);
     }
-    if let Some(user) = &cfg.kojid.user {
+    if let Some(user) = cfg.kojid.user.as_ref().filter(|u| !u.is_empty()) {
         let password =
             cfg.kojid.password.clone().ok_or_else(|| {
                 StartError::Config(format!("user {user:?} is set but no password"))

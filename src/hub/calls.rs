@@ -81,6 +81,15 @@ fn list(method: &str, v: Value) -> Result<Vec<Value>, HubError> {
     }
 }
 
+/// For calls that return nothing: a replay refused with RetryError means the earlier
+/// attempt ran, which is all the caller wanted.
+fn done(r: Result<Value, HubError>) -> Result<(), HubError> {
+    match r {
+        Ok(_) | Err(HubError::TookEffect { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn ids(v: &[i64]) -> Value {
     Value::Array(v.iter().map(|i| Value::Int(*i)).collect())
 }
@@ -279,7 +288,9 @@ impl HubSession {
     }
 
     /// `host.openTask(id)`: the task (with its raw request XML), or None when the
-    /// task could not be locked for us.
+    /// task could not be locked for us. (A lost answer whose replay was refused comes
+    /// back as `HubError::TookEffect`: the task is then open for us, see
+    /// `getTaskInfo`.)
     pub async fn host_open_task(&self, task_id: i64) -> Result<Option<Value>, HubError> {
         let v = self
             .call("host.openTask", vec![Value::Int(task_id)])
@@ -289,29 +300,29 @@ impl HubSession {
 
     /// `host.closeTask(id, response)`: `response` is a complete methodResponse text.
     pub async fn host_close_task(&self, task_id: i64, response: String) -> Result<(), HubError> {
-        self.call(
-            "host.closeTask",
-            vec![Value::Int(task_id), Value::String(response)],
+        done(
+            self.call(
+                "host.closeTask",
+                vec![Value::Int(task_id), Value::String(response)],
+            )
+            .await,
         )
-        .await
-        .map(|_| ())
     }
 
     /// `host.failTask(id, response)`: `response` is a methodResponse text with a fault.
     pub async fn host_fail_task(&self, task_id: i64, response: String) -> Result<(), HubError> {
-        self.call(
-            "host.failTask",
-            vec![Value::Int(task_id), Value::String(response)],
+        done(
+            self.call(
+                "host.failTask",
+                vec![Value::Int(task_id), Value::String(response)],
+            )
+            .await,
         )
-        .await
-        .map(|_| ())
     }
 
     /// `host.freeTasks([ids])`.
     pub async fn host_free_tasks(&self, task_ids: &[i64]) -> Result<(), HubError> {
-        self.call("host.freeTasks", vec![ids(task_ids)])
-            .await
-            .map(|_| ())
+        done(self.call("host.freeTasks", vec![ids(task_ids)]).await)
     }
 
     /// `host.refuseTask(id, soft=…, msg=…)`.
@@ -324,19 +335,21 @@ impl HubSession {
         let mut kw = Struct::new();
         kw.insert("soft".into(), Value::Bool(soft));
         kw.insert("msg".into(), Value::from(msg));
-        self.call_kw("host.refuseTask", vec![Value::Int(task_id)], kw)
-            .await
-            .map(|_| ())
+        done(
+            self.call_kw("host.refuseTask", vec![Value::Int(task_id)], kw)
+                .await,
+        )
     }
 
     /// `host.setTaskWeight(id, weight)`.
     pub async fn host_set_task_weight(&self, task_id: i64, weight: f64) -> Result<(), HubError> {
-        self.call(
-            "host.setTaskWeight",
-            vec![Value::Int(task_id), Value::Double(weight)],
+        done(
+            self.call(
+                "host.setTaskWeight",
+                vec![Value::Int(task_id), Value::Double(weight)],
+            )
+            .await,
         )
-        .await
-        .map(|_| ())
     }
 
     /// `host.subtask(method=…, arglist=…, parent=…, **opts)` → the child's id
@@ -355,7 +368,15 @@ impl HubSession {
         for (k, v) in opts {
             kw.insert(k, v);
         }
-        let v = self.call_kw("host.subtask", vec![], kw).await?;
+        let labeled = kw.contains_key("label");
+        let v = match self.call_kw("host.subtask", vec![], kw.clone()).await {
+            // The child was made but the answer lost; subtasks are idempotent per
+            // label, so asking again (a new call number) returns its id.
+            Err(HubError::TookEffect { .. }) if labeled => {
+                self.call_kw("host.subtask", vec![], kw).await?
+            }
+            r => r?,
+        };
         v.as_i64()
             .ok_or_else(|| HubError::protocol("host.subtask", format!("not a task id: {v}")))
     }

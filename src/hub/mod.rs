@@ -13,7 +13,7 @@ pub use calls::{AssignedTask, HostInfo, HostTask, TaskState};
 pub use retry::RetryPolicy;
 pub use session::{AuthMethod, HubSession, SessionInfo};
 pub use transport::{HubTransport, TransportError, TransportOptions};
-pub use upload::{LogSync, UploadError, UploadOptions, UploadSummary, Uploader};
+pub use upload::{LogSync, UploadError, UploadOptions, UploadSummary, Uploader, Verify};
 
 use crate::xmlrpc::{DecodeError, Fault, FaultKind};
 

@@ -1,7 +1,8 @@
 //! Raw uploads into the hub's work directory (`koji ClientSession.fastUpload`):
 //! `upload_blocksize` chunks POSTed as `application/octet-stream` with `filename`,
-//! `filepath`, `fileverify=adler32`, `offset` and `overwrite=1`, each answer checked
-//! (size and per-chunk adler32), finished with `checkUpload`.
+//! `filepath`, `fileverify` (`adler32`, koji's choice, or `sha256`), `offset` and
+//! `overwrite=1`, each answer checked (size and per-chunk digest), finished with
+//! `checkUpload`.
 //!
 //! A chunk whose connection drops is re-sent at the same offset by the session's
 //! retry rules (the hub truncates to the offset before writing, so a re-send is
@@ -27,9 +28,78 @@ use crate::xmlrpc::Value;
 /// Chunk size of incremental log uploads (koji: 64 KiB).
 pub const LOG_CHUNK: usize = 65536;
 
+/// The checksum the hub computes of each chunk (`fileverify`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// `adler32` (koji's default for raw uploads).
+    #[default]
+    Adler32,
+    /// `sha256`.
+    Sha256,
+}
+
+impl Verify {
+    /// The `fileverify` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verify::Adler32 => "adler32",
+            Verify::Sha256 => "sha256",
+        }
+    }
+
+    /// Hex digest of `data`, as the hub writes it.
+    pub fn digest(self, data: &[u8]) -> String {
+        match self {
+            Verify::Adler32 => adler32_hex(data),
+            Verify::Sha256 => {
+                use sha2::Digest as _;
+                hex::encode(sha2::Sha256::digest(data))
+            }
+        }
+    }
+}
+
+/// A running digest of either kind.
+enum Hasher {
+    Adler(adler2::Adler32),
+    Sha(sha2::Sha256),
+}
+
+impl Hasher {
+    fn new(v: Verify) -> Hasher {
+        match v {
+            Verify::Adler32 => Hasher::Adler(adler2::Adler32::new()),
+            Verify::Sha256 => {
+                use sha2::Digest as _;
+                Hasher::Sha(sha2::Sha256::new())
+            }
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Adler(a) => a.write_slice(data),
+            Hasher::Sha(h) => {
+                use sha2::Digest as _;
+                h.update(data)
+            }
+        }
+    }
+    fn hex(self) -> String {
+        match self {
+            Hasher::Adler(a) => format!("{:08x}", a.checksum()),
+            Hasher::Sha(h) => {
+                use sha2::Digest as _;
+                hex::encode(h.finalize())
+            }
+        }
+    }
+}
+
 /// Upload settings.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadOptions {
+    /// Checksum of each chunk (`fileverify`).
+    pub verify: Verify,
     /// Bytes per chunk (`upload_blocksize`, koji default 1 MiB).
     pub blocksize: usize,
     /// How often an upload resumes after a chunk failed for good.
@@ -43,6 +113,7 @@ pub struct UploadOptions {
 impl Default for UploadOptions {
     fn default() -> Self {
         UploadOptions {
+            verify: Verify::Adler32,
             blocksize: 1 << 20,
             resume_attempts: 3,
             log_retry_pause: Duration::from_secs(10),
@@ -192,7 +263,11 @@ impl Uploader {
         if offset != size {
             warn!(path = %local.display(), size, uploaded = offset, "local file changed size during upload");
         }
-        let verify = if resumes > 0 { Some("adler32") } else { None };
+        let verify = if resumes > 0 {
+            Some(self.opts.verify.name())
+        } else {
+            None
+        };
         let info = self
             .session
             .check_upload(&self.dir, &name, verify)
@@ -213,7 +288,9 @@ impl Uploader {
             });
         }
         if resumes > 0 {
-            let local_sum = file_adler32(local, offset).await.map_err(io)?;
+            let local_sum = file_digest(local, offset, self.opts.verify)
+                .await
+                .map_err(io)?;
             let hub_sum = info
                 .get("hexdigest")
                 .and_then(Value::as_str)
@@ -293,10 +370,17 @@ impl Uploader {
         offset: u64,
     ) -> Result<(), UploadError> {
         let len = chunk.len();
-        let digest = adler32_hex(&chunk);
+        let digest = self.opts.verify.digest(&chunk);
         let r = self
             .session
-            .raw_upload(chunk, offset as i64, &self.dir, name, "adler32", true)
+            .raw_upload(
+                chunk,
+                offset as i64,
+                &self.dir,
+                name,
+                self.opts.verify.name(),
+                true,
+            )
             .await
             .map_err(|source| UploadError::Hub {
                 remote: remote.to_owned(),
@@ -334,7 +418,7 @@ impl Uploader {
     ) -> Result<u64, UploadError> {
         let info = self
             .session
-            .check_upload(&self.dir, name, Some("adler32"))
+            .check_upload(&self.dir, name, Some(self.opts.verify.name()))
             .await
             .map_err(|source| UploadError::Hub {
                 remote: remote.to_owned(),
@@ -354,7 +438,7 @@ impl Uploader {
         if hub_size > local_len {
             return Ok(0);
         }
-        let ours = file_adler32(local, hub_size)
+        let ours = file_digest(local, hub_size, self.opts.verify)
             .await
             .map_err(|source| UploadError::Io {
                 path: local.to_owned(),
@@ -400,10 +484,10 @@ async fn read_full(f: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<u
     Ok(n)
 }
 
-/// adler32 of the first `len` bytes of a file.
-async fn file_adler32(path: &Path, len: u64) -> std::io::Result<String> {
+/// Digest of the first `len` bytes of a file.
+async fn file_digest(path: &Path, len: u64, verify: Verify) -> std::io::Result<String> {
     let mut f = tokio::fs::File::open(path).await?;
-    let mut a = adler2::Adler32::new();
+    let mut a = Hasher::new(verify);
     let mut left = len;
     let mut buf = vec![0u8; 1 << 16];
     while left > 0 {
@@ -412,10 +496,10 @@ async fn file_adler32(path: &Path, len: u64) -> std::io::Result<String> {
         if n == 0 {
             break;
         }
-        a.write_slice(&buf[..n]);
+        a.update(&buf[..n]);
         left -= n as u64;
     }
-    Ok(format!("{:08x}", a.checksum()))
+    Ok(a.hex())
 }
 
 /// Incremental upload of a growing log (koji `incremental_upload`).
@@ -501,6 +585,14 @@ impl LogSync {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sha256_digest() {
+        assert_eq!(
+            super::Verify::Sha256.digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
     #[test]
     fn adler32_like_koji() {
         // zlib.adler32(b"hello") == 0x062c0215

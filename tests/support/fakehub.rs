@@ -178,6 +178,10 @@ pub struct Ctx {
     pub session: Option<i64>,
     pub user_id: Option<i64>,
     pub method: String,
+    /// The user named by a verified TLS client certificate (mod_ssl's SSL_CLIENT_S_DN_CN).
+    pub peer_user: Option<String>,
+    /// The request path.
+    pub path: String,
 }
 
 #[derive(Default)]
@@ -480,10 +484,66 @@ struct Shared {
     methods: Mutex<HashMap<String, Handler>>,
 }
 
+/// TLS for the fake hub: its certificate, the CA its clients' certificates must chain
+/// to, and which client certificate (PEM file) is which user.
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_ca: PathBuf,
+    pub clients: Vec<(PathBuf, String)>,
+}
+
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    users: Vec<(Vec<u8>, String)>,
+}
+
+fn load_tls(t: &TlsSetup) -> Tls {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.server_cert)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&t.server_key).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(&t.client_ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .unwrap();
+    let cfg = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap();
+    let users = t
+        .clients
+        .iter()
+        .map(|(pem, user)| {
+            let der = CertificateDer::pem_file_iter(pem)
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap();
+            (der.as_ref().to_vec(), user.clone())
+        })
+        .collect();
+    Tls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(cfg)),
+        users,
+    }
+}
+
 /// The fake hub. Dropping it stops the server.
 pub struct FakeHub {
     shared: Arc<Shared>,
     addr: SocketAddr,
+    tls: Option<Arc<Tls>>,
     server: Mutex<Option<ServerTasks>>,
     _topdir: tempfile::TempDir,
 }
@@ -502,6 +562,15 @@ impl FakeHub {
     /// Start a hub with users `kojiadmin` (id 1) and build hosts `builder1..=N`
     /// (passwords `<name>-pw`), capacity 4.0, arches `x86_64`.
     pub async fn start(hosts: usize) -> FakeHub {
+        FakeHub::start_with(hosts, None).await
+    }
+
+    /// The same over HTTPS, with client certificates for `sslLogin`.
+    pub async fn start_tls(hosts: usize, tls: TlsSetup) -> FakeHub {
+        FakeHub::start_with(hosts, Some(tls)).await
+    }
+
+    async fn start_with(hosts: usize, tls: Option<TlsSetup>) -> FakeHub {
         let topdir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(topdir.path().join("work")).unwrap();
         let mut st = State {
@@ -558,6 +627,7 @@ impl FakeHub {
         let hub = FakeHub {
             shared,
             addr,
+            tls: tls.as_ref().map(|t| Arc::new(load_tls(t))),
             server: Mutex::new(None),
             _topdir: topdir,
         };
@@ -568,6 +638,7 @@ impl FakeHub {
 
     fn serve(&self, listener: TcpListener) {
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
         let conns = Arc::new(Mutex::new(JoinSet::new()));
         let conns2 = conns.clone();
         let accept = tokio::spawn(async move {
@@ -576,14 +647,24 @@ impl FakeHub {
                     return;
                 };
                 let shared = shared.clone();
-                let svc = hyper::service::service_fn(move |req| {
-                    let shared = shared.clone();
-                    async move { handle(shared, req).await }
-                });
+                let tls = tls.clone();
                 let fut = async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => serve_conn(shared, TokioIo::new(stream), None).await,
+                        Some(tls) => {
+                            let Ok(s) = tls.acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let peer = s
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|c| c.first())
+                                .and_then(|der| tls.users.iter().find(|(d, _)| d == der.as_ref()))
+                                .map(|(_, u)| u.clone());
+                            serve_conn(shared, TokioIo::new(s), peer).await
+                        }
+                    }
                 };
                 conns2.lock().unwrap().spawn(fut);
             }
@@ -593,7 +674,8 @@ impl FakeHub {
 
     /// The hub URL.
     pub fn url(&self) -> String {
-        format!("http://{}/kojihub", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/kojihub", self.addr)
     }
 
     /// The temporary topdir (uploads land in `<topdir>/work`).
@@ -744,8 +826,40 @@ impl FakeHub {
             }
             Ok(s.new_session(u.id, None))
         });
-        self.register("sslLogin", |_, _, _, _| {
-            Err(fault(1002, "ssl auth needs TLS (not in the fake hub)"))
+        self.register("sslLogin", |s, ctx, _, kw| {
+            if !ctx.path.ends_with("/ssllogin") {
+                return Err(fault(1002, "sslLogin must be posted to /ssllogin"));
+            }
+            let Some(name) = ctx.peer_user.clone() else {
+                return Err(fault(
+                    1002,
+                    "could not verify client: no client certificate",
+                ));
+            };
+            let u = s
+                .users
+                .values()
+                .find(|u| u.name == name)
+                .cloned()
+                .ok_or_else(|| fault(1002, format!("Unknown user: {name}")))?;
+            if kw.get("renew").is_some_and(Value::truthy) {
+                if let Some(sid) = ctx.session {
+                    let sess = s
+                        .sessions
+                        .get_mut(&sid)
+                        .ok_or_else(|| fault(1002, "no session"))?;
+                    sess.key = format!("{}-{:019}", u.id, now() as i64 + sid);
+                    sess.expired = false;
+                    return Ok(Value::struct_from([
+                        ("session-id", Value::Int(sid)),
+                        ("session-key", Value::String(sess.key.clone())),
+                        ("header-auth", Value::Bool(true)),
+                    ]));
+                }
+            } else if ctx.user_id.is_some() {
+                return Err(fault(1002, "Already logged in"));
+            }
+            Ok(s.new_session(u.id, None))
         });
         self.register("getSessionInfo", |s, ctx, _, _| {
             let sid = ctx.session.ok_or_else(|| fault(1002, "Not logged in"))?;
@@ -1351,7 +1465,25 @@ fn session_of(
     Ok((Some(sid), Some(sess.user_id), callnum))
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dropped> {
+async fn serve_conn<I>(shared: Arc<Shared>, io: I, peer: Option<String>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        let peer = peer.clone();
+        async move { handle(shared, req, peer).await }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, svc)
+        .await;
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: Option<String>,
+) -> Result<Resp, Dropped> {
     if req.method() != hyper::Method::POST {
         return Ok(Response::builder()
             .status(405)
@@ -1365,6 +1497,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dro
         .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
     let headers = req.headers().clone();
     let query = req.uri().query().unwrap_or_default().to_owned();
+    let path = req.uri().path().to_owned();
     if is_upload {
         return handle_upload(shared, headers, query, req.into_body()).await;
     }
@@ -1405,6 +1538,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Dro
         &headers,
         &call.method,
         call.params.clone(),
+        peer,
+        path,
     );
     let text = match &r {
         Ok(v) => encode_response(v),
@@ -1439,6 +1574,8 @@ fn dispatch(
     headers: &hyper::HeaderMap,
     method: &str,
     params: Vec<Value>,
+    peer_user: Option<String>,
+    path: String,
 ) -> Result<Value, Fault> {
     let (sid, uid, callnum) = match session_of(st, headers, method) {
         Ok(x) => x,
@@ -1451,6 +1588,8 @@ fn dispatch(
         session: sid,
         user_id: uid,
         method: method.to_owned(),
+        peer_user: peer_user.clone(),
+        path: path.clone(),
     };
     let r = if method == "multiCall" || method == "system.multicall" {
         let calls = params
@@ -1477,6 +1616,8 @@ fn dispatch(
                         session: sid,
                         user_id: uid,
                         method: m.clone(),
+                        peer_user: peer_user.clone(),
+                        path: path.clone(),
                     },
                     a,
                     kw,
@@ -1553,6 +1694,8 @@ async fn handle_upload(
             session: sid,
             user_id: uid,
             method: "rawUpload".into(),
+            peer_user: None,
+            path: String::new(),
         };
         let name = q.get("filename").cloned().unwrap_or_default();
         let dir = q.get("filepath").cloned().unwrap_or_default();
@@ -1564,7 +1707,7 @@ async fn handle_upload(
     };
     let _ = ctx;
     let verify = q.get("fileverify").cloned().unwrap_or_default();
-    if verify != "adler32" {
+    if verify != "adler32" && verify != "sha256" {
         // the hub calls get_verify_class(verify)() → fault 1 for an empty/unknown one
         return Ok(xml_response(encode_fault_response(&fault(
             1,
@@ -1599,7 +1742,7 @@ async fn handle_upload(
         _ => None,
     };
     let mut size = 0usize;
-    let mut a = adler2::Adler32::new();
+    let mut a = Digest::new(&verify);
     use hyper::body::Body as _;
     while let Some(frame) =
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
@@ -1615,7 +1758,7 @@ async fn handle_upload(
                 }
             }
             f.write_all(data).unwrap();
-            a.write_slice(data);
+            a.update(data);
             size += data.len();
         }
     }
@@ -1624,9 +1767,9 @@ async fn handle_upload(
     }
     Ok(xml_response(encode_response(&Value::struct_from([
         ("size", Value::Int(size as i64)),
-        ("fileverify", Value::from("adler32")),
+        ("fileverify", Value::from(verify.as_str())),
         ("offset", Value::Int(start as i64)),
-        ("hexdigest", Value::String(format!("{:08x}", a.checksum()))),
+        ("hexdigest", Value::String(a.hex())),
     ]))))
 }
 
@@ -1641,4 +1784,32 @@ pub fn read_uploaded(hub: &FakeHub, rel: &str) -> Option<Vec<u8>> {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// adler32 or sha256, as the hub's get_verify_class.
+enum Digest {
+    Adler(adler2::Adler32),
+    Sha(Vec<u8>),
+}
+
+impl Digest {
+    fn new(kind: &str) -> Digest {
+        if kind == "sha256" {
+            Digest::Sha(Vec::new())
+        } else {
+            Digest::Adler(adler2::Adler32::new())
+        }
+    }
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Digest::Adler(a) => a.write_slice(data),
+            Digest::Sha(buf) => buf.extend_from_slice(data),
+        }
+    }
+    fn hex(self) -> String {
+        match self {
+            Digest::Adler(a) => format!("{:08x}", a.checksum()),
+            Digest::Sha(buf) => koji_adjutant::hub::Verify::Sha256.digest(&buf),
+        }
+    }
 }
