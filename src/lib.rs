@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod hub;
 pub mod registry;
 pub mod repo;
+pub mod status;
 pub mod tasks;
 pub mod xmlrpc;

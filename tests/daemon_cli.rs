@@ -17,7 +17,7 @@ fn write_conf(dir: &std::path::Path, hub: &FakeHub, extra: &str) -> std::path::P
         &p,
         format!(
             "[kojid]\nserver = {}\ntopurl = http://127.0.0.1:1/kojifiles\nuser = builder1\npassword = builder1-pw\n\
-             sleeptime = 1\nminspace = 0\nworkdir = {}\n{extra}\n[adjutant]\nstore_root = {}\n",
+             sleeptime = 1\nminspace = 0\nworkdir = {}\n{extra}\n[adjutant]\nmax_load_per_cpu = 0\nstore_root = {}\n",
             hub.url(),
             dir.join("work").display(),
             dir.join("store").display()

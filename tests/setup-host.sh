@@ -39,6 +39,9 @@ PACKAGES=(
   gcc libc6-dev make pkg-config git
   # shell lint in tests/run.sh
   shellcheck
+  # status server tests: the dashboard in headless Chromium, the metrics through the Python
+  # Prometheus/OpenMetrics parsers
+  chromium python3-prometheus-client
   # reference tools used by tests and peers benchmarked in benches/
   umoci bubblewrap hyperfine crun runc podman conmon catatonit
 )

@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use crate::config::{apply_rlimits, Config, DaemonArgs};
 use crate::daemon::{default_handlers, Daemon, DaemonExit};
 use crate::registry::Registry;
+use crate::status::StatusServer;
 
 use super::exit;
 
@@ -120,12 +121,25 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
         }
     };
     let cfg = Arc::new(cfg);
-    let outcome =
-        rt.block_on(async move {
-            let registry = Registry::new(std::time::Duration::from_secs(
-                cfg.adjutant.task_history_ttl,
-            ));
-            let shutdown = CancellationToken::new();
+    let outcome = rt.block_on(async move {
+        let registry = Registry::new(std::time::Duration::from_secs(
+            cfg.adjutant.task_history_ttl,
+        ));
+        registry.set_container_ttl(std::time::Duration::from_secs(
+            cfg.adjutant.container_history_ttl,
+        ));
+        // The status server runs beside the loop, from before the login (so a
+        // hub that cannot be reached shows) to the end; it failing to start
+        // must not keep the builder from building.
+        let status = match StatusServer::from_config(&cfg, registry.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("status server not started: {e}");
+                None
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let outcome = async {
             let daemon =
                 match Daemon::connect(cfg.clone(), default_handlers(), registry, shutdown.clone())
                     .await
@@ -143,7 +157,13 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
             install_signals(shutdown.clone(), daemon.control());
             info!("starting up");
             Ok(daemon.run().await)
-        });
+        }
+        .await;
+        if let Some(s) = status {
+            s.stop().await;
+        }
+        outcome
+    });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     match outcome {
         Err(()) => ExitCode::from(exit::FAILURE),

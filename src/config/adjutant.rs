@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::values::{
-    Bytes, ConfValue, IdMappingSetting, List, Mounts, NetworkDefault, Pairs, PullPolicy,
+    Bytes, ConfValue, IdMappingSetting, List, Mounts, NetworkDefault, Pairs, PullPolicy, StatusBind,
 };
 use super::{config_keys, Config, ConfigError, Origin};
 
@@ -26,7 +26,7 @@ config_keys! {
         pids_limit: Option<u64> = None, "None", "Process limit per buildroot.";
         cpu_limit: Option<f64> = None, "None", "CPU limit per buildroot, in CPUs (e.g. `2.5`).";
         status_enabled: bool = true, "True", "Serve the status endpoint (prototype: `monitoring_enabled`).";
-        status_bind: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "127.0.0.1:8080", "Address of the status endpoint (prototype: `monitoring_bind`).";
+        status_bind: StatusBind = StatusBind(Some(SocketAddr::from(([127, 0, 0, 1], 8080)))), "127.0.0.1:8080", "Address of the status endpoint (JSON API, metrics, dashboard; docs/status-api.md); empty: no status server (prototype: `monitoring_bind`).";
         task_history_ttl: u64 = 86400, "86400", "Seconds finished tasks stay in the status registry (prototype: `monitoring_task_history_ttl`).";
         container_history_ttl: u64 = 3600, "3600", "Seconds removed containers stay in the status registry (prototype: `monitoring_container_history_ttl`).";
         buildroot_cache: bool = true, "True", "Keep prepared buildroots (image + installed group) for reuse.";
@@ -39,6 +39,7 @@ config_keys! {
         pull_timeout: u64 = 300, "300", "Seconds an image pull may take (prototype: `container_timeouts` `pull=`).";
         start_timeout: u64 = 60, "60", "Seconds a container may take to start (prototype: `container_timeouts` `start=`).";
         stop_grace: u64 = 20, "20", "Seconds between SIGTERM and SIGKILL when stopping a container (prototype: `container_timeouts` `stop_grace=`).";
+        max_load_per_cpu: f64 = 4.0, "4.0", "Not ready while the 1-minute load average exceeds this many times the CPU count (kojid's fixed rule is 4.0); 0 disables the check.";
         upload_blocksize: u64 = 1048576, "1048576", "Bytes per raw upload chunk (koji's `upload_blocksize`).";
         auth_timeout: u64 = 60, "60", "HTTP timeout of login calls, seconds.";
         hub_callnum_check: bool = true, "True", "Also send the call number in the header the 1.35 hub reads (`Koji-Callnum`), so it refuses to replay a call that already took effect.";

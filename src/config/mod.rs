@@ -18,7 +18,8 @@ pub use adjutant::{AdjutantConfig, ADJUTANT_KEYS};
 pub use flags::DaemonArgs;
 use values::ConfValue;
 pub use values::{
-    Bytes, IdMappingSetting, List, MountSpec, Mounts, NetworkDefault, Pairs, PullPolicy, Words,
+    Bytes, IdMappingSetting, List, MountSpec, Mounts, NetworkDefault, Pairs, PullPolicy,
+    StatusBind, Words,
 };
 
 /// Where kojid reads its configuration by default.

@@ -138,7 +138,7 @@ fn adjutant_section_prototype_keys_env_and_flags() {
     a.force_lock = true;
     let c = Config::load(&a, env).unwrap();
     assert_eq!(c.adjutant.default_image, "quay.io/x/y:1");
-    assert_eq!(c.adjutant.status_bind.port(), 9999);
+    assert_eq!(c.adjutant.status_bind.addr().map(|a| a.port()), Some(9999));
     assert_eq!(
         (
             c.adjutant.pull_timeout,

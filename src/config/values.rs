@@ -88,6 +88,37 @@ impl ConfValue for SocketAddr {
     }
 }
 
+/// Where the status server listens: `address:port`, or empty for no server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusBind(pub Option<SocketAddr>);
+
+impl StatusBind {
+    /// The address, unless disabled.
+    pub fn addr(self) -> Option<SocketAddr> {
+        self.0
+    }
+}
+
+impl ConfValue for StatusBind {
+    fn parse_conf(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Ok(StatusBind(None));
+        }
+        // `localhost:PORT` as well as IP literals (`[::1]:PORT` for IPv6)
+        if let Some(port) = s.strip_prefix("localhost:") {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
+            return Ok(StatusBind(Some(SocketAddr::from(([127, 0, 0, 1], port)))));
+        }
+        SocketAddr::parse_conf(s).map(|a| StatusBind(Some(a)))
+    }
+    fn type_name() -> &'static str {
+        "host:port or empty"
+    }
+}
+
 impl<T: ConfValue> ConfValue for Option<T> {
     fn parse_conf(s: &str) -> Result<Self, String> {
         T::parse_conf(s).map(Some)

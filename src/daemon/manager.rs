@@ -255,6 +255,8 @@ impl TaskManager {
         let Some(mut r) = self.running.remove(&id) else {
             return;
         };
+        // recorded first, so the status says why rather than the handler's "canceled"
+        self.registry.task_finished(id, phase, Some(why.to_owned()));
         r.cancel.cancel();
         if tokio::time::timeout(CANCEL_GRACE, &mut r.handle)
             .await
@@ -268,7 +270,6 @@ impl TaskManager {
             r.handle.abort();
             let _ = r.handle.await;
         }
-        self.registry.task_finished(id, phase, Some(why.to_owned()));
         self.logout_child(id, r.subsession_id).await;
         self.hub_tasks.remove(&id);
     }
@@ -322,6 +323,10 @@ impl TaskManager {
         if let Err(msg) = self.check_space() {
             return Ok(Some(msg));
         }
+        let per_cpu = self.config.adjutant.max_load_per_cpu;
+        if per_cpu <= 0.0 {
+            return Ok(None);
+        }
         if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
             let one: f64 = load
                 .split_whitespace()
@@ -331,8 +336,11 @@ impl TaskManager {
             let cpus = std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1) as f64;
-            if one > 4.0 * cpus {
-                return Ok(Some(format!("Load average {one:.2} > {:.2}", 4.0 * cpus)));
+            if one > per_cpu * cpus {
+                return Ok(Some(format!(
+                    "Load average {one:.2} > {:.2}",
+                    per_cpu * cpus
+                )));
             }
         }
         Ok(None)
@@ -679,10 +687,17 @@ async fn run_task(
         }
     };
     let wd = workdir.clone();
-    let _ = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&wd) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(path = %wd.display(), error = %e, "cannot remove task workdir"),
+    let keep_logs = result.is_err().then(|| registry.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(r) = keep_logs {
+            // the status can still show why it failed
+            r.keep_log_tails(id);
+        }
+        match std::fs::remove_dir_all(&wd) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => warn!(path = %wd.display(), error = %e, "cannot remove task workdir"),
+        }
     })
     .await;
     let report = match result {
@@ -696,7 +711,7 @@ async fn run_task(
         Err(TaskFailure::Fault(f)) => {
             warn!(task = id, fault = %f, "task failed");
             let r = session.host_fail_task(id, encode_fault_response(&f)).await;
-            registry.task_finished(id, TaskPhase::Failed, Some(f.to_string()));
+            registry.task_failed(id, &f);
             r
         }
         Err(TaskFailure::Refuse(msg)) => {
@@ -722,7 +737,7 @@ async fn run_task(
     };
     if let Err(e) = report {
         error!(task = id, error = %e, "cannot report the task's outcome to the hub");
-        registry.hub_error(e.to_string());
+        registry.hub_call_failed(&e);
     }
     Outcome::Done
 }

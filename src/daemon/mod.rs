@@ -240,7 +240,7 @@ impl Daemon {
                 Err(LoopError::Stop(LoopExit::Exit)) => break DaemonExit::Stopped,
                 Err(LoopError::Stop(LoopExit::Restart)) => break DaemonExit::Restart,
                 Err(LoopError::Hub(e)) => {
-                    self.registry.hub_error(e.to_string());
+                    self.registry.hub_call_failed(&e);
                     if e.fault_kind() == Some(FaultKind::Retry) {
                         break DaemonExit::Fatal(format!("RetryError: {e}"));
                     }

@@ -238,7 +238,8 @@ impl HubTransport {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, TransportError> {
-        let u = url.as_str().to_owned();
+        // errors name the URL without the session key (hubs < 1.30 take it in the query)
+        let u = redact(url);
         if self.opts.debug_xmlrpc {
             let shown = String::from_utf8_lossy(&body[..body.len().min(1024)]).into_owned();
             debug!(url = %redact(url), body = %shown, "xmlrpc request");
@@ -305,6 +306,8 @@ impl HubTransport {
     }
 
     fn classify(&self, url: &str, e: reqwest::Error, timeout: Duration) -> TransportError {
+        // `url` (redacted) names the URL; reqwest's own text would repeat it whole
+        let e = e.without_url();
         let msg = chain(&e);
         let lower = msg.to_ascii_lowercase();
         if lower.contains("certificate")
@@ -353,4 +356,36 @@ pub fn redact(url: &Url) -> String {
         u.query_pairs_mut().clear().extend_pairs(pairs);
     }
     u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_do_not_show_the_session_key() {
+        // nothing listens on port 1
+        let t = HubTransport::new(TransportOptions::new(
+            Url::parse("http://127.0.0.1:1/kojihub").unwrap(),
+        ))
+        .unwrap();
+        let url =
+            Url::parse("http://127.0.0.1:1/kojihub?session-id=5&session-key=5-secretkey&callnum=3")
+                .unwrap();
+        let e = t
+            .post(
+                &url,
+                &[],
+                "text/xml",
+                Bytes::from_static(b"x"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("secretkey") && e.contains("session-key=***"),
+            "{e}"
+        );
+    }
 }
