@@ -337,3 +337,156 @@ async fn unknown_target_and_arch_override_rules() {
     );
     e.stop().await;
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn noarch_spec(name: &str, requires: &str) -> String {
+    format!(
+        "Name: {name}\nVersion: 1.0\nRelease: 1\nSummary: chain test\nLicense: MIT\nBuildArch: noarch\n{requires}\n%description\nchain test\n%install\nmkdir -p %{{buildroot}}/usr/share/{name}\necho {name} > %{{buildroot}}/usr/share/{name}/f\n%files\n/usr/share/{name}/f\n%changelog\n* Mon Jan 01 2024 t <t@example.invalid> - 1.0-1\n- x\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chainbuild_waits_for_each_level_in_the_repo() {
+    let mut e = BuildEnv::new().await;
+    // the build tag inherits the destination tag, as Koji targets usually do
+    e.repos.add_parent(e.build_tag, e.dest_tag, 10);
+    let h = handlers(&e);
+    e.start_daemon(Some(h), "allowed_scms = 127.0.0.1*:/kojifiles/git/*:no:")
+        .await;
+    let work = e.dir.path().join("chain.work");
+    std::fs::create_dir_all(work.join("first")).unwrap();
+    std::fs::create_dir_all(work.join("second")).unwrap();
+    std::fs::write(work.join("first/first.spec"), noarch_spec("first", "")).unwrap();
+    std::fs::write(
+        work.join("second/second.spec"),
+        noarch_spec("second", "BuildRequires: first"),
+    )
+    .unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "specs"]);
+    let bare = e.top("git/chain.git");
+    git(
+        e.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    git(&bare, &["update-server-info"]);
+    for p in ["first", "second"] {
+        e.builds.add_package(e.dest_tag, p, false);
+    }
+    let base = e.topurl.url().replace("http://", "git+http://");
+    let url = |m: &str| Value::from(format!("{base}/git/chain.git?{m}#main"));
+    let t = e.hub.make_task(
+        "chainbuild",
+        vec![
+            Value::Array(vec![
+                Value::Array(vec![url("first")]),
+                Value::Array(vec![url("second")]),
+            ]),
+            Value::from("dist"),
+            Value::new_struct(),
+        ],
+    );
+    e.hub.with(|s| s.tasks.get_mut(&t).unwrap().owner = ALICE);
+    assert_eq!(e.finish(t).await, CLOSED, "{:?}", e.hub.result(t));
+    let kids = e.children(t);
+    let labels: Vec<(String, String)> = kids
+        .iter()
+        .map(|k| (k.method.clone(), k.label.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("build".to_owned(), "build 0,0".to_owned()),
+            ("waitrepo".to_owned(), "wait 1".to_owned()),
+            ("build".to_owned(), "build 1,0".to_owned()),
+        ]
+    );
+    let req = koji_adjutant::xmlrpc::decode_call(kids[1].request.as_bytes()).unwrap();
+    assert_eq!(
+        req.params,
+        [
+            Value::from("dist-build"),
+            Value::Nil,
+            Value::Array(vec![Value::from("first-1.0-1")])
+        ]
+    );
+    // the repo the second level built from had the first build
+    let repo = match e.result(kids[1].id) {
+        MethodResponse::Params(p) => p[0].get("id").and_then(Value::as_i64).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let pkglist = std::fs::read_to_string(e.repos.repo_path(repo).join("x86_64/pkglist")).unwrap();
+    assert!(pkglist.contains("first-1.0-1.noarch.rpm"), "{pkglist}");
+    let nvrs: Vec<String> = e.builds.builds().iter().map(|b| b.nvr()).collect();
+    assert_eq!(nvrs, ["first-1.0-1", "second-1.0-1"]);
+    assert!(e.builds.builds().iter().all(|b| b.state == COMPLETE));
+    // scratch chains are refused
+    let t = e.hub.make_task(
+        "chainbuild",
+        vec![
+            Value::Array(vec![]),
+            Value::from("dist"),
+            Value::struct_from([("scratch", Value::Bool(true))]),
+        ],
+    );
+    assert_eq!(e.finish(t).await, FAILED);
+    assert_eq!(
+        e.fault(t),
+        (1005, "--scratch is not allowed with chain-builds".into())
+    );
+    e.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_build_failure_is_notified_then_fails() {
+    let mut e = env().await;
+    e.builds.add_package(e.dest_tag, "hello-data", false);
+    let src = e.upload_srpm(&srpm("hello-data"));
+    let t = e.submit_build(&src, "dist", &[]);
+    assert_eq!(e.finish(t).await, CLOSED);
+    let b = e.builds.builds()[0].id;
+    // tagging the same build again: the hub's TagError, notified as a failure
+    let t2 = e.hub.make_task(
+        "tagBuild",
+        vec![
+            Value::Int(e.dest_tag),
+            Value::Int(b),
+            Value::Bool(false),
+            Value::Nil,
+            Value::Bool(true),
+        ],
+    );
+    assert_eq!(e.finish(t2).await, FAILED);
+    let (code, msg) = e.fault(t2);
+    assert_eq!(code, 1003);
+    assert_eq!(msg, "build hello-data-1.0-1 already tagged (dist-dest)");
+    let n = e.builds.with_db(|db| db.notifications.clone());
+    assert_eq!(n.len(), 2);
+    assert!(!n[1].ok);
+    assert_eq!(
+        n[1].msg.as_deref(),
+        Some("<class 'koji.TagError'>: build hello-data-1.0-1 already tagged (dist-dest)")
+    );
+    e.stop().await;
+}
