@@ -593,3 +593,76 @@ async fn scm_from_a_local_repository_with_spec_checks() {
     assert_eq!(e.fault(t), (1005, "No spec file found".into()));
     e.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scm_allowed_by_hub_policy() {
+    let mut e = env("allowed_scms_use_config = False\nallowed_scms_use_policy = True").await;
+    let repo_id = repo(&e).await;
+    git_repo(
+        &e.hub.topdir(),
+        "git/rpms/hello-data.git",
+        &[("hello-data.spec", &hello_data_spec())],
+    );
+    let base = e.topurl.url().replace("http://", "git+http://");
+    let url = format!("{base}/git/rpms/hello-data.git#main");
+    let submit = || {
+        e.hub.make_task(
+            "buildSRPMFromSCM",
+            vec![
+                Value::from(url.as_str()),
+                Value::from("dist-build"),
+                Value::struct_from([
+                    ("repo_id", Value::Int(repo_id)),
+                    ("scratch", Value::Bool(true)),
+                ]),
+            ],
+        )
+    };
+    e.builds.with_db(|db| {
+        db.eval
+            .insert("build_from_scm".into(), "deny not from here".into())
+    });
+    let t = submit();
+    assert_eq!(e.finish(t).await, FAILED);
+    let host = base
+        .trim_start_matches("git+http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        e.fault(t),
+        (
+            1005,
+            format!("SCM: {host}:/kojifiles/git/rpms/hello-data.git is not allowed, reason: not from here")
+        )
+    );
+    let (name, data) = e
+        .builds
+        .with_db(|db| db.policy_calls.last().unwrap().clone());
+    assert_eq!(name, "build_from_scm");
+    for (k, v) in [
+        ("scm_url", Value::from(url.as_str())),
+        ("scm_scheme", Value::from("git+http://")),
+        ("scm_host", Value::from(host.as_str())),
+        (
+            "scm_repository",
+            Value::from("/kojifiles/git/rpms/hello-data.git"),
+        ),
+        ("scm_module", Value::from("")),
+        ("scm_revision", Value::from("main")),
+        ("scm_type", Value::from("GIT")),
+        ("scm_user", Value::Nil),
+        ("user_id", Value::Int(1)),
+        ("scratch", Value::Bool(true)),
+    ] {
+        assert_eq!(data.get(k), Some(&v), "{k}: {data}");
+    }
+    assert_eq!(data.get("channel"), Some(&Value::from("default")), "{data}");
+    // "allow none": no common/, no source command
+    e.builds
+        .with_db(|db| db.eval.insert("build_from_scm".into(), "allow none".into()));
+    let t = submit();
+    assert_eq!(e.finish(t).await, CLOSED, "{:?}", e.hub.result(t));
+    e.stop().await;
+}

@@ -1395,6 +1395,29 @@ impl FakeBuilds {
             });
             Ok(Value::Nil)
         });
+        // the realhub's channels: 1 default, 2 createrepo (by id or name)
+        hub.register("getChannel", move |_, _, a, kw| {
+            let info = arg(&a, &kw, 0, "channelInfo").unwrap_or_default();
+            let strict = arg(&a, &kw, 1, "strict").is_some_and(|v| v.truthy());
+            let found = [(1, "default"), (2, "createrepo")]
+                .into_iter()
+                .find(|(id, name)| match &info {
+                    Value::Int(i) => i == id,
+                    Value::String(n) => n == name,
+                    _ => false,
+                });
+            match found {
+                Some((id, name)) => Ok(Value::struct_from([
+                    ("id", Value::Int(id)),
+                    ("name", Value::from(name)),
+                    ("description", Value::Nil),
+                    ("enabled", Value::Bool(true)),
+                    ("comment", Value::Nil),
+                ])),
+                None if strict => Err(fault(1000, format!("No such channel: {info}"))),
+                None => Ok(Value::Nil),
+            }
+        });
         hub.register("getUser", move |s, _, a, kw| {
             let info = arg(&a, &kw, 0, "userInfo").unwrap_or_default();
             let u = s.users.values().find(|u| match &info {
