@@ -9,4 +9,11 @@
 //! helper; binaries embedding this crate must call [`helper::dispatch`] first thing in
 //! `main`, before any thread is spawned.
 
+pub mod caps;
+pub mod cgroups;
+pub mod container;
+pub mod helper;
 pub mod idmap;
+pub mod namespaces;
+pub mod sys;
+pub mod userns;
