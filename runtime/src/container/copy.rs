@@ -15,7 +15,7 @@ const FILE_ENTRY: &str = "__file__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}: {}", chain(source))]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -25,6 +25,21 @@ pub enum CopyError {
     Escape { path: PathBuf, entry: PathBuf },
     #[error("{0}")]
     Other(String),
+}
+
+/// An error and its sources, `: `-separated (the tar crate nests the errno).
+fn chain(e: &std::io::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CopyError + 'a {

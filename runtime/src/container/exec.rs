@@ -81,6 +81,12 @@ pub(crate) struct Outcome {
 
 /// Main of the exec helper. Returns the process exit code.
 pub(crate) fn helper_main() -> i32 {
+    // A kill request may come at once: hold it until we can act on it.
+    let mut early = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        early.add(s);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&early), None);
     // SAFETY: the daemon passes these fds.
     let (config, status) = unsafe {
         (
@@ -223,6 +229,21 @@ fn child_main(cfg: &ExecConfig, err: BorrowedFd<'_>) -> ! {
             fail(format!("writing /etc/hosts and /etc/resolv.conf: {e}"), 125);
         }
     }
+    if !matches!(cfg.action, Action::Run(_)) {
+        // Copies run as container root (files created get mapped owners).
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        let root = (Gid::from_raw(0), Uid::from_raw(0));
+        if cfg.can_setgroups {
+            if let Err(e) = setgroups(&[]) {
+                fail(format!("setgroups: {e}"), 125);
+            }
+        }
+        if let Err(e) =
+            setresgid(root.0, root.0, root.0).and_then(|_| setresuid(root.1, root.1, root.1))
+        {
+            fail(format!("becoming container root: {e}"), 125);
+        }
+    }
     match &cfg.action {
         Action::Run(spec) => match process::exec(spec, cfg.can_setgroups) {
             Err(f) => process::exit_with(&f, Some(err)),
@@ -270,6 +291,14 @@ impl Spawned {
             .read_to_end(&mut buf)
             .map_err(|e| format!("reading the exec helper's status: {e}"))?;
         if buf.is_empty() {
+            // A kill request that arrived before the helper blocked SIGTERM: the
+            // step never started.
+            if std::os::unix::process::ExitStatusExt::signal(&st) == Some(libc::SIGTERM) {
+                return Ok(Outcome {
+                    killed: true,
+                    ..Default::default()
+                });
+            }
             return Err(format!("exec helper exited without a status ({st})"));
         }
         serde_json::from_slice(&buf).map_err(|e| format!("bad status from the exec helper: {e}"))
