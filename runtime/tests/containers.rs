@@ -16,11 +16,7 @@ macro_rules! both {
     ($name:ident, $body:ident) => {
         #[test]
         fn $name() {
-            if in_rootless_child() || !is_root() {
-                return block_on($body());
-            }
-            block_on($body());
-            rerun_unprivileged(stringify!($name));
+            as_root_and_test_user($body);
         }
     };
 }
@@ -619,10 +615,7 @@ both!(
 
 #[test]
 fn single_id_mapping_is_degraded() {
-    if is_root() && !in_rootless_child() {
-        return rerun_unprivileged("single_id_mapping_is_degraded");
-    }
-    block_on(async {
+    as_test_user_only(|| async {
         let uid = nix::unistd::geteuid().as_raw();
         let gid = nix::unistd::getegid().as_raw();
         let env = Env::with_mapping(

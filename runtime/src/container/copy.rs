@@ -134,6 +134,8 @@ pub fn tar_in(dir: &Path, uid: u32, gid: u32, input: impl Read) -> Result<(), Co
         let target = dir.join(&rel);
         std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(io("chown", &target))?;
     }
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink())
+        .map_err(io("reading archive for", dir))?;
     Ok(())
 }
 
@@ -174,6 +176,7 @@ pub fn read_host_tar(dst: &Path, input: impl Read) -> Result<(), CopyError> {
     ar.set_preserve_mtime(true);
     ar.set_preserve_ownerships(false);
     let mut made_dir = false;
+    let mut single_file = false;
     for entry in ar.entries().map_err(io("reading archive for", dst))? {
         let mut entry = entry.map_err(io("reading archive for", dst))?;
         let rel = entry
@@ -181,12 +184,20 @@ pub fn read_host_tar(dst: &Path, input: impl Read) -> Result<(), CopyError> {
             .map_err(io("reading archive for", dst))?
             .into_owned();
         entry.set_mask(0o6000);
+        if single_file {
+            return Err(CopyError::Other(format!(
+                "{}: unexpected archive entry {} after a single file",
+                dst.display(),
+                rel.display()
+            )));
+        }
         if rel == Path::new(FILE_ENTRY) && !made_dir {
             if let Some(parent) = dst.parent() {
                 std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
             }
             entry.unpack(dst).map_err(io("writing", dst))?;
-            return Ok(());
+            single_file = true;
+            continue;
         }
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Directory | tar::EntryType::Symlink => {}
@@ -203,10 +214,13 @@ pub fn read_host_tar(dst: &Path, input: impl Read) -> Result<(), CopyError> {
             });
         }
     }
-    if !made_dir {
+    if !made_dir && !single_file {
         // An empty directory.
         std::fs::create_dir_all(dst).map_err(io("creating", dst))?;
     }
+    // Read the end-of-archive blocks too, so the writer never sees a closed pipe.
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink())
+        .map_err(io("reading archive for", dst))?;
     Ok(())
 }
 

@@ -24,6 +24,7 @@ pub mod mounts;
 pub mod network;
 pub mod process;
 pub mod rootfs;
+pub mod run;
 pub mod spec;
 pub mod state;
 pub mod sweep;
@@ -424,75 +425,19 @@ impl Runtime {
         cgroup_path: Option<PathBuf>,
     ) -> Result<Container, CreateError> {
         let s = &self.shared;
-        let ioe = |what: &'static str, path: &Path| {
-            let id = id.to_owned();
-            let path = path.to_owned();
-            move |source| CreateError::Io {
-                id,
-                what,
-                path,
-                source,
-            }
-        };
-        state::write(dir, st).map_err(ioe("writing state in", dir))?;
-        let mountpoint = dir.join("rootfs");
-        std::fs::create_dir(&mountpoint).map_err(ioe("creating", &mountpoint))?;
-        let root = match &spec.rootfs {
-            Rootfs::Overlay { lowers } => {
-                let upper = dir.join("upper");
-                let work = dir.join("work");
-                for d in [&upper, &work] {
-                    std::fs::create_dir(d).map_err(ioe("creating", d))?;
-                    if s.cfg.mapping.mode == MappingMode::Root {
-                        let uid = s.cfg.mapping.host_uid(0);
-                        let gid = s.cfg.mapping.host_gid(0);
-                        std::os::unix::fs::chown(d, uid, gid).map_err(ioe("chown", d))?;
-                    }
-                }
-                std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755))
-                    .map_err(ioe("chmod", &upper))?;
-                RootSource::Overlay {
-                    lowers: lowers.clone(),
-                    upper,
-                    work,
-                }
-            }
-            Rootfs::Dir(d) => RootSource::Dir(d.clone()),
-        };
-        let limits_wanted = !spec.limits.is_empty();
         let cgroup_unavailable = match (&s.cgroups, &cgroup_path) {
             (_, Some(_)) => None,
             (Support::Unavailable(why), None) => {
-                if limits_wanted {
+                if !spec.limits.is_empty() {
                     warn!("limits {:?} requested but unavailable: {why}", spec.limits);
                 }
                 Some(why.clone())
             }
             (Support::Available(_), None) => Some("cgroups disabled by configuration".to_string()),
         };
-        let hostname = spec
-            .hostname
-            .clone()
-            .unwrap_or_else(|| id.chars().take(12).collect());
-        let own_netns = spec.network == Network::None;
-        let cfg = LaunchConfig {
-            id: id.to_owned(),
-            root,
-            mountpoint,
-            hostname: hostname.clone(),
-            mounts: spec.mounts.clone(),
-            mapping: s.cfg.mapping.clone(),
-            own_netns,
-            net_files: NetFiles::for_network(spec.network, &hostname),
-            tmp_size: spec.tmp_size,
-            cgroup: cgroup_path.as_ref().map(|p| CgroupRequest {
-                path: p.clone(),
-                limits: spec.limits.clone(),
-            }),
-            clone_parent: true,
-            open_ns: true,
-            process: None,
-        };
+        let cfg = prepare(&s.cfg, id, dir, spec, st, cgroup_path.clone())?;
+        let hostname = cfg.hostname.clone();
+        let own_netns = cfg.own_netns;
         let launched =
             launch::spawn(&s.cfg.helper_exe, &cfg, s.lifeline_r.as_fd()).map_err(|source| {
                 CreateError::Launch {
@@ -540,6 +485,76 @@ impl Runtime {
             .insert(id.to_owned(), Arc::downgrade(&inner));
         Ok(Container { inner })
     }
+}
+
+/// Write the initial state, make the container's directories (mount point; upper and
+/// work dirs owned by container root) and compute pid 1's launch config (a daemon
+/// container: idle pid 1 cloned as our child, namespace fds opened).
+pub(crate) fn prepare(
+    rcfg: &RuntimeConfig,
+    id: &str,
+    dir: &Path,
+    spec: &ContainerSpec,
+    st: &State,
+    cgroup_path: Option<PathBuf>,
+) -> Result<LaunchConfig, CreateError> {
+    let ioe = |what: &'static str, path: &Path| {
+        let id = id.to_owned();
+        let path = path.to_owned();
+        move |source| CreateError::Io {
+            id,
+            what,
+            path,
+            source,
+        }
+    };
+    state::write(dir, st).map_err(ioe("writing state in", dir))?;
+    let mountpoint = dir.join("rootfs");
+    std::fs::create_dir(&mountpoint).map_err(ioe("creating", &mountpoint))?;
+    let root = match &spec.rootfs {
+        Rootfs::Overlay { lowers } => {
+            let upper = dir.join("upper");
+            let work = dir.join("work");
+            for d in [&upper, &work] {
+                std::fs::create_dir(d).map_err(ioe("creating", d))?;
+                if rcfg.mapping.mode == MappingMode::Root {
+                    let uid = rcfg.mapping.host_uid(0);
+                    let gid = rcfg.mapping.host_gid(0);
+                    std::os::unix::fs::chown(d, uid, gid).map_err(ioe("chown", d))?;
+                }
+            }
+            std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o755))
+                .map_err(ioe("chmod", &upper))?;
+            RootSource::Overlay {
+                lowers: lowers.clone(),
+                upper,
+                work,
+            }
+        }
+        Rootfs::Dir(d) => RootSource::Dir(d.clone()),
+    };
+    let hostname = spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id.chars().take(12).collect());
+    Ok(LaunchConfig {
+        id: id.to_owned(),
+        root,
+        mountpoint,
+        net_files: NetFiles::for_network(spec.network, &hostname),
+        hostname,
+        mounts: spec.mounts.clone(),
+        mapping: rcfg.mapping.clone(),
+        own_netns: spec.network == Network::None,
+        tmp_size: spec.tmp_size,
+        cgroup: cgroup_path.as_ref().map(|p| CgroupRequest {
+            path: p.clone(),
+            limits: spec.limits.clone(),
+        }),
+        clone_parent: true,
+        open_ns: true,
+        process: None,
+    })
 }
 
 fn check_traversable(dir: &Path, uid: u32) -> Result<(), RuntimeError> {

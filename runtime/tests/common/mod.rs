@@ -2,8 +2,8 @@
 //!
 //! Images: until the image store is merged, lower directories are made here from the
 //! host's busybox-static (tests only), owned by the host id that container root maps
-//! to. Rootless cases re-run one test of this binary as `adjutant-test` (uid 4242,
-//! subordinate ids 300000:65536) under `setpriv`.
+//! to. Rootless cases re-run one test of this binary as `adjutant-test` through
+//! `adjutant_testkit::as_test_user`.
 
 #![allow(dead_code)]
 
@@ -16,16 +16,27 @@ use adjutant_runtime::container::{
 };
 use adjutant_runtime::idmap::IdMapping;
 
-pub const TEST_USER: &str = "adjutant-test";
-pub const TEST_UID: u32 = 4242;
-const CHILD_ENV: &str = "KA_TEST_ROOTLESS_CHILD";
-
 pub fn helper_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_adjutant-runtime-helper"))
 }
 
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
+pub use adjutant_testkit::is_root;
+
+/// Run `body` as root (when we are root), then again as `adjutant-test`.
+pub fn as_root_and_test_user<F: std::future::Future<Output = ()>>(body: impl Fn() -> F) {
+    if is_root() && !adjutant_testkit::is_test_user_child() {
+        block_on(body());
+    }
+    if adjutant_testkit::as_test_user() {
+        block_on(body());
+    }
+}
+
+/// Run `body` only as `adjutant-test` (re-executing when root).
+pub fn as_test_user_only<F: std::future::Future<Output = ()>>(body: impl Fn() -> F) {
+    if adjutant_testkit::as_test_user() {
+        block_on(body());
+    }
 }
 
 /// A temp dir every uid may traverse (container root is host uid 100000 as root).
@@ -192,78 +203,6 @@ pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// Whether we are the unprivileged re-run of a test.
-pub fn in_rootless_child() -> bool {
-    std::env::var_os(CHILD_ENV).is_some()
-}
-
-/// Re-run the test `name` of this binary as `adjutant-test` and require that it ran
-/// and passed. Call from a root test; the body runs in the child when
-/// [`in_rootless_child`] is true.
-pub fn rerun_unprivileged(name: &str) {
-    assert!(is_root(), "rootless re-run must start as root");
-    ensure_test_user();
-    let exe = std::env::current_exe().unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            &format!("--reuid={TEST_UID}"),
-            &format!("--regid={TEST_UID}"),
-            "--init-groups",
-            "--reset-env",
-        ])
-        .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env("TMPDIR", "/tmp")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "rootless run of {name} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-}
-
-/// The conventions of COMMON.md: adjutant-test, uid 4242, subordinate ids 300000:65536.
-pub fn ensure_test_user() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let ok = Command::new("getent")
-            .args(["passwd", TEST_USER])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        if !ok {
-            let st = Command::new("useradd")
-                .args(["-m", "-u", "4242", "-U", TEST_USER])
-                .status()
-                .unwrap();
-            assert!(st.success(), "useradd {TEST_USER}");
-        }
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            let want = format!("{TEST_USER}:300000:65536");
-            if !text.lines().any(|l| l == want) {
-                let kept: Vec<&str> = text
-                    .lines()
-                    .filter(|l| !l.starts_with(&format!("{TEST_USER}:")))
-                    .collect();
-                let mut new = kept.join("\n");
-                if !new.is_empty() {
-                    new.push('\n');
-                }
-                new.push_str(&want);
-                new.push('\n');
-                std::fs::write(f, new).unwrap();
-            }
-        }
-    });
 }
 
 /// Start a multi-threaded tokio runtime for a test body.
