@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod run;
+
 /// Exit codes scripts can rely on (documented in docs/cli.md).
 pub mod exit {
     /// Success.
@@ -46,6 +48,8 @@ pub enum Command {
     /// Manage images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run a command in a new container.
+    Run(run::RunArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,7 +69,35 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    init_logging(cli.log.as_deref());
+    let root = cli.root.clone().unwrap_or_else(default_root);
     match cli.command {
         Command::Image(c) => match c {},
+        Command::Run(args) => run::main(root, args),
     }
+}
+
+/// The store root: /var/lib/koji-adjutant as root, `$XDG_DATA_HOME/koji-adjutant`
+/// (default `~/.local/share/koji-adjutant`) otherwise.
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/koji-adjutant");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    data.join("koji-adjutant")
+}
+
+/// Log to stderr; `--log`/`KOJI_ADJUTANT_LOG` is an EnvFilter, default warnings only.
+fn init_logging(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn,libcgroups=error"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
 }

@@ -222,29 +222,7 @@ impl Runtime {
     /// Prepare `<root>/containers`, the lifeline, and probe cgroups. Does not sweep:
     /// call [`Runtime::sweep`] at daemon start.
     pub fn new(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-        let containers_dir = cfg.root.join("containers");
-        let mk = |p: &Path, mode: u32| -> Result<(), RuntimeError> {
-            let io = |what| {
-                move |source| RuntimeError::Io {
-                    what,
-                    path: p.to_owned(),
-                    source,
-                }
-            };
-            std::fs::create_dir_all(p).map_err(io("creating"))?;
-            let m = std::fs::metadata(p).map_err(io("stat"))?;
-            if m.permissions().mode() & 0o777 != mode
-                && nix::unistd::geteuid().as_raw() == std::os::unix::fs::MetadataExt::uid(&m)
-            {
-                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-                    .map_err(io("chmod"))?;
-            }
-            Ok(())
-        };
-        mk(&containers_dir, 0o711)?;
-        if cfg.mapping.mode == MappingMode::Root {
-            check_traversable(&containers_dir, cfg.mapping.host_uid(0).unwrap_or(0))?;
-        }
+        let containers_dir = ensure_containers_dir(&cfg)?;
         let (lifeline_r, lifeline_w) = sys::pipe().map_err(|e| sys::SysError::new("pipe", e))?;
         let cgroups = if cfg.use_cgroups {
             cgroups::probe()
@@ -555,6 +533,29 @@ pub(crate) fn prepare(
         open_ns: true,
         process: None,
     })
+}
+
+/// Create `<root>/containers` (mode 0711) and, in root mode, check that container root
+/// can traverse to it (overlay's upper dir lives below).
+pub(crate) fn ensure_containers_dir(cfg: &RuntimeConfig) -> Result<PathBuf, RuntimeError> {
+    let dir = cfg.root.join("containers");
+    let io = |what: &'static str, p: &Path| {
+        let p = p.to_owned();
+        move |source| RuntimeError::Io {
+            what,
+            path: p,
+            source,
+        }
+    };
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(io("chmod", &dir))?;
+    }
+    if cfg.mapping.mode == MappingMode::Root {
+        check_traversable(&dir, cfg.mapping.host_uid(0).unwrap_or(0))?;
+    }
+    Ok(dir)
 }
 
 fn check_traversable(dir: &Path, uid: u32) -> Result<(), RuntimeError> {

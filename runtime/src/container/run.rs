@@ -1,1 +1,203 @@
+//! A container in the foreground (`koji-adjutant run`): the calling process is
+//! single-threaded, so it clones pid 1 itself (no helper re-exec); pid 1 runs the
+//! command as its child and exits with its status; signals sent to the caller are
+//! forwarded; everything is cleaned up when it ends.
 
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use tracing::{debug, warn};
+
+use crate::cgroups::{self, Cgroup, Support};
+use crate::container::state::{self, ProcId, State};
+use crate::container::{
+    destroy, launch, new_id, prepare, ContainerSpec, CreateError, ProcessSpec, RuntimeConfig,
+};
+use crate::sys;
+
+/// Signals the caller forwards to the container (and pid 1 to the command).
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error(transparent)]
+    Runtime(#[from] crate::container::RuntimeError),
+    #[error("container {id}: {source}")]
+    Launch {
+        id: String,
+        source: launch::LaunchError,
+    },
+    #[error("container {id}: waiting for pid 1: {errno}")]
+    Wait { id: String, errno: Errno },
+}
+
+/// How a foreground run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub id: String,
+    /// The command's exit status (pid 1 exits with it; a signal becomes 128 + n).
+    pub exit: sys::Exit,
+    /// Without `remove`: the container directory, kept with its upper dir.
+    pub kept: Option<PathBuf>,
+    /// Why limits were not applied, if they were asked for and cannot be.
+    pub limits_unavailable: Option<String>,
+}
+
+/// Run `process` in a new container described by `spec` and wait for it. Must be
+/// called from a single-threaded process (checked). With `remove`, the container's
+/// directory goes too; otherwise its upper directory stays until the next sweep.
+pub fn run_foreground(
+    rcfg: &RuntimeConfig,
+    spec: &ContainerSpec,
+    process: ProcessSpec,
+    remove: bool,
+) -> Result<RunOutcome, RunError> {
+    let containers_dir = crate::container::ensure_containers_dir(rcfg)?;
+    let id = new_id();
+    let dir = containers_dir.join(&id);
+    std::fs::create_dir(&dir).map_err(|source| CreateError::Io {
+        id: id.clone(),
+        what: "creating",
+        path: dir.clone(),
+        source,
+    })?;
+    // cgroups only when limits are asked for: a plain run stays as cheap as bwrap.
+    let mut limits_unavailable = None;
+    let cgroup_path = if spec.limits.is_empty() || !rcfg.use_cgroups {
+        None
+    } else {
+        match cgroups::probe() {
+            Support::Available(_) => Some(rcfg.cgroup_parent.join(&id)),
+            Support::Unavailable(why) => {
+                warn!("limits {:?} not applied: {why}", spec.limits);
+                limits_unavailable = Some(why);
+                None
+            }
+        }
+    };
+    let st = State {
+        id: id.clone(),
+        owner: ProcId::current(),
+        init: None,
+        cgroup: cgroup_path.clone(),
+        mapping: rcfg.mapping.clone(),
+        created: state::now(),
+    };
+    let result = prepare(rcfg, &id, &dir, spec, &st, cgroup_path.clone())
+        .map_err(RunError::from)
+        .and_then(|mut cfg| {
+            cfg.clone_parent = false;
+            cfg.open_ns = false;
+            cfg.process = Some(process);
+            run_launched(&id, &cfg)
+        });
+    // Cleanup, whatever happened.
+    if let Some(p) = &cgroup_path {
+        match Cgroup::new(p) {
+            Ok(cg) => {
+                if let Err(e) = destroy::remove_cgroup(&id, &cg) {
+                    warn!("{e}");
+                }
+            }
+            Err(e) => warn!("{e}"),
+        }
+    }
+    let kept = if remove || result.is_err() {
+        if let Err(e) = destroy::remove_dir(&id, &rcfg.helper_exe, &rcfg.mapping, &dir) {
+            warn!("{e}");
+        }
+        None
+    } else {
+        Some(dir)
+    };
+    let exit = result?;
+    Ok(RunOutcome {
+        id,
+        exit,
+        kept,
+        limits_unavailable,
+    })
+}
+
+fn run_launched(id: &str, cfg: &launch::LaunchConfig) -> Result<sys::Exit, RunError> {
+    let (lifeline_r, lifeline_w) = sys::pipe().map_err(|e| RunError::Wait {
+        id: id.to_owned(),
+        errno: e,
+    })?;
+    // Block the forwarded signals before pid 1 exists, read them from a signalfd.
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    let mut old = SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+    let restore = Restore(old);
+    let launched = launch::launch(cfg, lifeline_r.as_fd()).map_err(|source| RunError::Launch {
+        id: id.to_owned(),
+        source,
+    })?;
+    drop(lifeline_r);
+    debug!(
+        pid = launched.pid.as_raw(),
+        "container pid 1 running the command"
+    );
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(
+        |e| RunError::Wait {
+            id: id.to_owned(),
+            errno: e,
+        },
+    )?;
+    let exit = loop {
+        let mut fds = [
+            PollFd::new(launched.pidfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => {
+                return Err(RunError::Wait {
+                    id: id.to_owned(),
+                    errno: e,
+                })
+            }
+        }
+        while let Ok(Some(info)) = sfd.read_signal() {
+            let _ = sys::pidfd_send_signal(launched.pidfd.as_fd(), info.ssi_signo as i32);
+        }
+        match sys::waitid_pidfd(launched.pidfd.as_fd(), libc::WNOHANG) {
+            Ok(Some(e)) => break e,
+            Ok(None) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                return Err(RunError::Wait {
+                    id: id.to_owned(),
+                    errno: e,
+                })
+            }
+        }
+    };
+    drop(lifeline_w);
+    drop(restore);
+    Ok(exit)
+}
+
+struct Restore(SigSet);
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
