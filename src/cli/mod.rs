@@ -49,7 +49,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
     /// Run a command in a new container.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
     let root = cli.root.clone().unwrap_or_else(default_root);
     match cli.command {
         Command::Image(c) => match c {},
-        Command::Run(args) => run::main(root, args),
+        Command::Run(args) => run::main(root, *args),
     }
 }
 
