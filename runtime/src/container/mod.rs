@@ -511,13 +511,26 @@ pub(crate) fn prepare(
         }
         Rootfs::Dir(d) => RootSource::Dir(d.clone()),
     };
+    let mut cfg = launch_config(rcfg, id, spec, mountpoint, cgroup_path);
+    cfg.root = root;
+    Ok(cfg)
+}
+
+/// The launch config for `spec` (root to be filled in by the caller).
+pub(crate) fn launch_config(
+    rcfg: &RuntimeConfig,
+    id: &str,
+    spec: &ContainerSpec,
+    mountpoint: PathBuf,
+    cgroup_path: Option<PathBuf>,
+) -> LaunchConfig {
     let hostname = spec
         .hostname
         .clone()
         .unwrap_or_else(|| id.chars().take(12).collect());
-    Ok(LaunchConfig {
+    LaunchConfig {
         id: id.to_owned(),
-        root,
+        root: RootSource::Dir(PathBuf::new()),
         mountpoint,
         net_files: NetFiles::for_network(spec.network, &hostname),
         hostname,
@@ -532,7 +545,7 @@ pub(crate) fn prepare(
         clone_parent: true,
         open_ns: true,
         process: None,
-    })
+    }
 }
 
 /// Create `<root>/containers` (mode 0711) and, in root mode, check that container root

@@ -23,6 +23,14 @@ pub enum RootSource {
         work: PathBuf,
     },
     Dir(PathBuf),
+    /// An overlay whose upper and work dirs live in a tmpfs mounted at the mount point
+    /// inside the container's mount namespace: nothing is written on the host, and
+    /// the writable layer vanishes with the container.
+    OverlayInMemory {
+        lowers: Vec<PathBuf>,
+        /// tmpfs size limit in bytes (default: the kernel's, half of RAM).
+        size: Option<u64>,
+    },
 }
 
 /// Mount the root described by `src` at `mountpoint` and return an `O_PATH` handle on
@@ -34,6 +42,30 @@ pub fn mount_root(src: &RootSource, mountpoint: &Path) -> Result<OwnedFd, SysErr
             upper,
             work,
         } => overlay(lowers, upper, work)?,
+        RootSource::OverlayInMemory { lowers, size } => {
+            let size = size.map(|s| s.to_string());
+            let mut opts = vec![("mode", "755")];
+            if let Some(s) = &size {
+                opts.push(("size", s.as_str()));
+            }
+            let tmp = crate::container::mounts::make_fs("tmpfs", &opts, 0)?;
+            sys::move_mount_path(tmp.as_fd(), mountpoint).sys_at("move_mount", mountpoint)?;
+            for d in ["upper", "work", "root"] {
+                let p = mountpoint.join(d);
+                nix::unistd::mkdir(&p, Mode::from_bits_truncate(0o755)).sys_at("mkdir", &p)?;
+            }
+            let ov = overlay(lowers, &mountpoint.join("upper"), &mountpoint.join("work"))?;
+            let root = mountpoint.join("root");
+            sys::move_mount_path(ov.as_fd(), &root).sys_at("move_mount", &root)?;
+            let fd = open(
+                &root,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .sys_at("open", &root)?;
+            // SAFETY: fresh fd from open.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
         RootSource::Dir(dir) => sys::open_tree(
             libc::AT_FDCWD,
             Some(dir),

@@ -13,9 +13,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tracing::{debug, warn};
 
 use crate::cgroups::{self, Cgroup, Support};
+use crate::container::rootfs::RootSource;
 use crate::container::state::{self, ProcId, State};
 use crate::container::{
-    destroy, launch, new_id, prepare, ContainerSpec, CreateError, ProcessSpec, RuntimeConfig,
+    destroy, launch, launch_config, new_id, prepare, ContainerSpec, CreateError, ProcessSpec,
+    Rootfs, RuntimeConfig,
 };
 use crate::sys;
 
@@ -69,12 +71,6 @@ pub fn run_foreground(
     let containers_dir = crate::container::ensure_containers_dir(rcfg)?;
     let id = new_id();
     let dir = containers_dir.join(&id);
-    std::fs::create_dir(&dir).map_err(|source| CreateError::Io {
-        id: id.clone(),
-        what: "creating",
-        path: dir.clone(),
-        source,
-    })?;
     // cgroups only when limits are asked for: a plain run stays as cheap as bwrap.
     let mut limits_unavailable = None;
     let cgroup_path = if spec.limits.is_empty() || !rcfg.use_cgroups {
@@ -89,6 +85,12 @@ pub fn run_foreground(
             }
         }
     };
+    // With `remove`, an overlay root keeps its writable layer in memory (a tmpfs in
+    // the container's own mount namespace, bounded by the memory limit): nothing is
+    // written on the host. A directory (with the state) is only needed to find a
+    // cgroup again if we die.
+    let in_memory = remove && matches!(spec.rootfs, Rootfs::Overlay { .. });
+    let needs_dir = !in_memory || cgroup_path.is_some();
     let st = State {
         id: id.clone(),
         owner: ProcId::current(),
@@ -97,14 +99,55 @@ pub fn run_foreground(
         mapping: rcfg.mapping.clone(),
         created: state::now(),
     };
-    let result = prepare(rcfg, &id, &dir, spec, &st, cgroup_path.clone())
-        .map_err(RunError::from)
-        .and_then(|mut cfg| {
-            cfg.clone_parent = false;
-            cfg.open_ns = false;
-            cfg.process = Some(process);
-            run_launched(&id, &cfg)
+    if needs_dir {
+        std::fs::create_dir(&dir).map_err(|source| CreateError::Io {
+            id: id.clone(),
+            what: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    let cfg = if in_memory {
+        let lowers = match &spec.rootfs {
+            Rootfs::Overlay { lowers } => lowers.clone(),
+            Rootfs::Dir(_) => unreachable!("in_memory implies an overlay"),
+        };
+        let mountpoint = containers_dir.join(MEMORY_MOUNTPOINT);
+        let made = match std::fs::create_dir(&mountpoint) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        };
+        let made = made.and_then(|()| {
+            if needs_dir {
+                state::write(&dir, &st)
+            } else {
+                Ok(())
+            }
         });
+        made.map_err(|source| CreateError::Io {
+            id: id.clone(),
+            what: "preparing",
+            path: mountpoint.clone(),
+            source,
+        })
+        .map(|()| {
+            let mut c = launch_config(rcfg, &id, spec, mountpoint, cgroup_path.clone());
+            c.root = RootSource::OverlayInMemory {
+                lowers,
+                size: spec.limits.memory,
+            };
+            c
+        })
+    } else {
+        prepare(rcfg, &id, &dir, spec, &st, cgroup_path.clone())
+    };
+    let result = cfg.map_err(RunError::from).and_then(|mut cfg| {
+        cfg.clone_parent = false;
+        cfg.open_ns = false;
+        cfg.process = Some(process);
+        run_launched(&id, &cfg)
+    });
     // Cleanup, whatever happened.
     if let Some(p) = &cgroup_path {
         match Cgroup::new(p) {
@@ -116,13 +159,15 @@ pub fn run_foreground(
             Err(e) => warn!("{e}"),
         }
     }
-    let kept = if remove || result.is_err() {
+    let kept = if needs_dir && (remove || result.is_err()) {
         if let Err(e) = destroy::remove_dir(&id, &rcfg.helper_exe, &rcfg.mapping, &dir) {
             warn!("{e}");
         }
         None
-    } else {
+    } else if needs_dir {
         Some(dir)
+    } else {
+        None
     };
     let exit = result?;
     Ok(RunOutcome {
@@ -132,6 +177,10 @@ pub fn run_foreground(
         limits_unavailable,
     })
 }
+
+/// Where in-memory roots are mounted (in each container's own mount namespace; the
+/// directory itself stays empty on the host).
+pub const MEMORY_MOUNTPOINT: &str = ".mnt";
 
 fn run_launched(id: &str, cfg: &launch::LaunchConfig) -> Result<sys::Exit, RunError> {
     let (lifeline_r, lifeline_w) = sys::pipe().map_err(|e| RunError::Wait {
