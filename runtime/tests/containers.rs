@@ -510,8 +510,9 @@ async fn limits_body() {
         "b() { b | b & }; b; sleep 1000",
     ]));
     bomb.timeout = Some(Duration::from_secs(3));
+    // Killed by its timeout, or the shell itself could no longer fork `sleep`.
     let st = c.run(bomb).await.unwrap();
-    assert!(st.timed_out, "{st:?}");
+    assert!(st.timed_out || st.code.is_some_and(|c| c != 0), "{st:?}");
     let u = c.usage();
     assert!(u.pids_limit_hits > 0, "{u:?}");
     let mut pids = u.pids;

@@ -181,6 +181,9 @@ fn enter_and_run(
         {
             while let Ok(Some(_)) = sfd.read_signal() {
                 out.killed = true;
+                // The child itself first: it may not have called setsid yet, and then
+                // its process group does not exist.
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
                 let _ = killpg(child, Signal::SIGKILL);
             }
         }
