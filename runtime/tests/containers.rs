@@ -83,6 +83,19 @@ async fn exec_process_settings_body() {
         }
         other => panic!("expected a start error, got {other:?}"),
     }
+    // File sinks: created, or appended to.
+    let log = env.dir.path().join("step.log");
+    for _ in 0..2 {
+        let mut spec = ExecSpec::new(process(&["echo", "line"]));
+        spec.stdout = Sink::Append(log.clone());
+        c.run(spec).await.unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "line\nline\n");
+    let mut spec = ExecSpec::new(process(&["/bin/sh", "-c", "echo err >&2"]));
+    spec.stderr = Sink::File(log.clone());
+    c.run(spec).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "err\n");
+
     // The default hostname is the id's prefix.
     let (_, out, _) = sh(&c, "hostname").await;
     assert_eq!(out.trim(), &c.id()[..12]);
@@ -647,6 +660,25 @@ fn single_id_mapping_is_degraded() {
             "{r:?}"
         );
         c.destroy().await.unwrap();
+    });
+}
+
+#[test]
+fn newuidmap_failure_is_reported() {
+    as_test_user_only(|| async {
+        // A range that is not ours in /etc/subuid: newuidmap refuses, and create says so
+        // (its exit status is checked, and nothing is left behind).
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let bogus = IdMapping::rootless(uid, gid, (500_000, 65_536), (500_000, 65_536));
+        let env = Env::with_mapping(bogus, None);
+        let err = env.rt.create(env.spec()).await.unwrap_err().to_string();
+        assert!(
+            err.contains("newgidmap") || err.contains("newuidmap"),
+            "{err}"
+        );
+        let store = env.dir.path().join("store/containers");
+        assert_eq!(std::fs::read_dir(store).unwrap().count(), 0);
     });
 }
 
