@@ -94,6 +94,9 @@ pub struct Cgroup {
     /// Relative to each hierarchy root, e.g. `koji-adjutant/3f2a…`.
     path: PathBuf,
     manager: AnyCgroupManager,
+    /// Its directory in each hierarchy (computed once: finding the mount points means
+    /// parsing mountinfo once per controller).
+    dirs: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -117,6 +120,7 @@ impl Cgroup {
         Ok(Cgroup {
             path: path.to_owned(),
             manager,
+            dirs: hierarchy_dirs(path),
         })
     }
 
@@ -156,14 +160,14 @@ impl Cgroup {
     }
 
     /// The directories of this cgroup, one per mounted hierarchy (v1) or one (v2).
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        hierarchy_dirs(&self.path)
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
     }
 
     /// The `cgroup.procs` files a process writes its pid into to join this cgroup.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs()
-            .into_iter()
+        self.dirs
+            .iter()
             .map(|d| d.join("cgroup.procs"))
             .filter(|p| p.exists())
             .collect()
@@ -182,7 +186,7 @@ impl Cgroup {
             pids: stats.pids.current,
             pids_limit_hits: 0,
         };
-        for d in self.dirs() {
+        for d in &self.dirs {
             if let Some(n) = keyed_value(&d.join("memory.oom_control"), "oom_kill") {
                 u.oom_kills = n;
             }

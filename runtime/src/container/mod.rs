@@ -33,7 +33,6 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Weak};
 
 use serde::Serialize;
@@ -451,6 +450,7 @@ impl Runtime {
                 pidfd: launched.pidfd,
                 ns: launched.ns,
             })),
+            prepared: Mutex::new(None),
         });
         // A failure to record the pid is not fatal: the container still dies with us.
         if let Err(e) = state::write(dir, st) {
@@ -461,7 +461,12 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned(), Arc::downgrade(&inner));
-        Ok(Container { inner })
+        let c = Container { inner };
+        // Have an exec helper join the container now (joining a cgroup is slow).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            c.refill();
+        }
+        Ok(c)
     }
 }
 
@@ -638,6 +643,8 @@ struct Inner {
     net: Mutex<NetTracker>,
     /// `None` once destroyed.
     live: Mutex<Option<LiveState>>,
+    /// An exec helper that already joined the container (see exec.rs).
+    prepared: Mutex<Option<exec::Prepared>>,
 }
 
 impl Drop for Inner {
@@ -758,59 +765,32 @@ impl Container {
         }
     }
 
-    fn exec_cfg(
-        &self,
-        action: exec::Action,
-        network: Network,
-    ) -> Result<(exec::ExecConfig, Vec<(NsKind, OwnedFd)>), ExecError> {
+    /// Decide the step's network and whether the network files must change, and count
+    /// the step as running.
+    fn begin_step(&self, network: Network) -> Result<(exec::StepNet, Option<NetFiles>), ExecError> {
         let i = &self.inner;
-        let live = i.live.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(l) = live.as_ref() else {
-            return Err(ExecError::Destroyed(i.id.clone()));
+        let net = match (network, i.own_netns) {
+            (Network::Host, _) => exec::StepNet::Host,
+            (Network::None, true) => exec::StepNet::Container,
+            (Network::None, false) => exec::StepNet::Fresh,
         };
-        let mut ns = Vec::with_capacity(l.ns.fds.len());
-        for (k, fd) in &l.ns.fds {
-            if *k == NsKind::Net && network == Network::Host {
-                continue;
+        let mut t = i.net.lock().unwrap_or_else(|e| e.into_inner());
+        let current = t.files;
+        let files = if current != network {
+            if t.running[net_index(current)] > 0 {
+                return Err(ExecError::NetworkConflict {
+                    id: i.id.clone(),
+                    running: current,
+                    wanted: network,
+                });
             }
-            let dup = fd.try_clone().map_err(|source| ExecError::Io {
-                id: i.id.clone(),
-                what: "dup",
-                path: format!("{} namespace fd", k.proc_name()).into(),
-                source,
-            })?;
-            ns.push((*k, dup));
-        }
-        drop(live);
-        let net_files = {
-            let mut t = i.net.lock().unwrap_or_else(|e| e.into_inner());
-            let current = t.files;
-            let files = if current != network {
-                if t.running[net_index(current)] > 0 {
-                    return Err(ExecError::NetworkConflict {
-                        id: i.id.clone(),
-                        running: current,
-                        wanted: network,
-                    });
-                }
-                t.files = network;
-                Some(NetFiles::for_network(network, &i.hostname))
-            } else {
-                None
-            };
-            t.running[net_index(network)] += 1;
-            files
+            t.files = network;
+            Some(NetFiles::for_network(network, &i.hostname))
+        } else {
+            None
         };
-        let cfg = exec::ExecConfig {
-            action,
-            ns: ns.iter().map(|(k, _)| *k).collect(),
-            join_net: network == Network::None && i.own_netns,
-            new_net: network == Network::None && !i.own_netns,
-            cgroup_procs: i.cgroup_procs.clone(),
-            net_files,
-            can_setgroups: crate::userns::can_setgroups(&i.shared.cfg.mapping),
-        };
-        Ok((cfg, ns))
+        t.running[net_index(network)] += 1;
+        Ok((net, files))
     }
 
     fn step_done(&self, network: Network) {
@@ -819,8 +799,66 @@ impl Container {
         *n = n.saturating_sub(1);
     }
 
-    /// Start a step. Must be called inside a tokio runtime. Empty `env`/default `cwd`
-    /// in the spec's process take the container's defaults.
+    /// A helper prepared for this container (the one made ahead of time, or a new one),
+    /// and another one started in the background for the next step.
+    fn take_prepared(&self) -> Result<exec::Prepared, ExecError> {
+        let ready = self
+            .inner
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let p = match ready {
+            Some(p) => p,
+            None => self.spawn_prepared()?,
+        };
+        let me = self.clone();
+        tokio::spawn(async move { me.refill() });
+        Ok(p)
+    }
+
+    fn spawn_prepared(&self) -> Result<exec::Prepared, ExecError> {
+        let i = &self.inner;
+        let live = i.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(l) = live.as_ref() else {
+            return Err(ExecError::Destroyed(i.id.clone()));
+        };
+        let ns: Vec<(NsKind, &OwnedFd)> = l.ns.fds.iter().map(|(k, f)| (*k, f)).collect();
+        exec::Prepared::spawn(&i.shared.cfg.helper_exe, &self.prepare_msg(&ns), &ns).map_err(
+            |message| ExecError::Helper {
+                id: i.id.clone(),
+                message,
+            },
+        )
+    }
+
+    fn prepare_msg(&self, ns: &[(NsKind, &OwnedFd)]) -> exec::Prepare {
+        exec::Prepare {
+            ns: ns.iter().map(|(k, _)| *k).collect(),
+            cgroup_procs: self.inner.cgroup_procs.clone(),
+            can_setgroups: crate::userns::can_setgroups(&self.inner.shared.cfg.mapping),
+        }
+    }
+
+    /// Prepare the next helper unless one is ready or the container is gone. Holding
+    /// the live lock while spawning makes a concurrent destroy see (and discard) it.
+    fn refill(&self) {
+        let i = &self.inner;
+        let live = i.live.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(l) = live.as_ref() else { return };
+        let mut slot = i.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let ns: Vec<(NsKind, &OwnedFd)> = l.ns.fds.iter().map(|(k, f)| (*k, f)).collect();
+        match exec::Prepared::spawn(&i.shared.cfg.helper_exe, &self.prepare_msg(&ns), &ns) {
+            Ok(p) => *slot = Some(p),
+            Err(e) => debug!("preparing an exec helper: {e}"),
+        }
+    }
+
+    /// Start a step. Must be called inside a tokio runtime. Empty `env`/`cwd` in the
+    /// spec's process take the container's defaults.
     pub fn exec(&self, mut spec: ExecSpec) -> Result<ExecHandle, ExecError> {
         let i = &self.inner;
         if spec.process.env.is_empty() {
@@ -831,7 +869,10 @@ impl Container {
         }
         let argv0 = spec.process.argv.first().cloned().unwrap_or_default();
         let network = spec.network;
-        let (cfg, ns) = self.exec_cfg(exec::Action::Run(spec.process), network)?;
+        if i.live.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+            return Err(ExecError::Destroyed(i.id.clone()));
+        }
+        let (net, net_files) = self.begin_step(network)?;
         let done = {
             let me = self.clone();
             scopeguard(move || me.step_done(network))
@@ -846,52 +887,52 @@ impl Container {
                 source,
             }
         };
-        let (stdin_stdio, stdin_feed) = match spec.stdin {
-            Stdin::Null => (Stdio::null(), None),
-            Stdin::File(p) => (
-                Stdio::from(std::fs::File::open(&p).map_err(ioe("opening", &p))?),
+        let (stdin_fd, stdin_feed) = match spec.stdin {
+            Stdin::Null => (
+                dev_null(false).map_err(ioe("opening", Path::new("/dev/null")))?,
                 None,
             ),
-            Stdin::Bytes(b) => (Stdio::piped(), Some(Feed::Bytes(b))),
-            Stdin::Reader(r) => (Stdio::piped(), Some(Feed::Reader(r))),
+            Stdin::File(p) => (
+                OwnedFd::from(std::fs::File::open(&p).map_err(ioe("opening", &p))?),
+                None,
+            ),
+            Stdin::Bytes(b) => {
+                let (r, w) = async_pipe_writer().map_err(ioe("pipe", Path::new("stdin")))?;
+                (r, Some((w, Feed::Bytes(b))))
+            }
+            Stdin::Reader(rd) => {
+                let (r, w) = async_pipe_writer().map_err(ioe("pipe", Path::new("stdin")))?;
+                (r, Some((w, Feed::Reader(rd))))
+            }
         };
-        let (out_stdio, out_sink) =
-            sink_stdio(spec.stdout).map_err(|(p, e)| ioe("opening", &p)(e))?;
-        let (err_stdio, err_sink) =
-            sink_stdio(spec.stderr).map_err(|(p, e)| ioe("opening", &p)(e))?;
-        let ns_refs: Vec<(NsKind, &OwnedFd)> = ns.iter().map(|(k, f)| (*k, f)).collect();
+        let (out_fd, out_sink) = sink_fd(spec.stdout).map_err(|(p, e)| ioe("opening", &p)(e))?;
+        let (err_fd, err_sink) = sink_fd(spec.stderr).map_err(|(p, e)| ioe("opening", &p)(e))?;
         let oom_before = i.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
-        let mut spawned = exec::spawn(
-            &i.shared.cfg.helper_exe,
-            &cfg,
-            &ns_refs,
-            stdin_stdio,
-            out_stdio,
-            err_stdio,
-        )
-        .map_err(|message| ExecError::Helper {
+        let step = exec::Step {
+            action: exec::Action::Run(spec.process),
+            net,
+            net_files,
+        };
+        let helper_err = |message| ExecError::Helper {
             id: i.id.clone(),
             message,
-        })?;
-        drop(ns);
-        let helper = Arc::new(
-            spawned
-                .pidfd
-                .try_clone()
-                .map_err(ioe("dup", Path::new("pidfd")))?,
-        );
-        let stdin_task = match (stdin_feed, spawned.child.stdin.take()) {
-            (Some(feed), Some(mut w)) => Some(tokio::spawn(async move {
+        };
+        let running = self
+            .take_prepared()?
+            .start(&step, [stdin_fd, out_fd, err_fd])
+            .map_err(helper_err)?;
+        let helper = Arc::new(running.killer().map_err(ioe("dup", Path::new("pidfd")))?);
+        let stdin_task = stdin_feed.map(|(mut w, feed)| {
+            tokio::spawn(async move {
                 let _ = match feed {
                     Feed::Bytes(b) => w.write_all(&b).await,
                     Feed::Reader(mut r) => tokio::io::copy(&mut r, &mut w).await.map(|_| ()),
                 };
                 let _ = w.shutdown().await;
-            })),
-            _ => None,
-        };
-        let out_task = copy_out(spawned.child.stdout.take(), out_sink);
-        let err_task = copy_out(spawned.child.stderr.take(), err_sink);
+            })
+        });
+        let out_task = copy_out(out_sink);
+        let err_task = copy_out(err_sink);
         let timeout = spec.timeout;
         let me = self.clone();
         let killer = helper.clone();
@@ -899,7 +940,7 @@ impl Container {
         let task = tokio::spawn(
             async move {
                 let _done = done;
-                let wait = spawned.wait();
+                let wait = running.wait();
                 tokio::pin!(wait);
                 let mut timed_out = false;
                 let outcome = match timeout {
@@ -981,44 +1022,29 @@ impl Container {
             return Err(fail("the destination must be an absolute path".into()));
         }
         let (dir, file_name) = copy::plan_copy_to(src, dst).map_err(|e| fail(e.to_string()))?;
-        let (cfg, ns) = self.exec_cfg(exec::Action::TarIn { dir, uid, gid }, self.default_net())?;
-        let _done = {
-            let me = self.clone();
-            let n = self.default_net();
-            scopeguard(move || me.step_done(n))
-        };
         let (r, w) = sys::pipe().map_err(|e| fail(format!("pipe: {e}")))?;
-        let ns_refs: Vec<(NsKind, &OwnedFd)> = ns.iter().map(|(k, f)| (*k, f)).collect();
-        let (errs, errs_cap) = Sink::capture();
-        let (err_stdio, err_sink) = sink_stdio(errs).map_err(|(_, e)| fail(e.to_string()))?;
-        let spawned = exec::spawn(
-            &self.inner.shared.cfg.helper_exe,
-            &cfg,
-            &ns_refs,
-            Stdio::from(r),
-            Stdio::null(),
-            err_stdio,
-        )
-        .map_err(fail)?;
-        drop(ns);
-        let mut spawned = spawned;
-        let err_task = copy_out(spawned.child.stderr.take(), err_sink);
+        let (err_r, err_w) = sys::pipe().map_err(|e| fail(format!("pipe: {e}")))?;
+        let null = dev_null(true).map_err(|e| fail(e.to_string()))?;
+        let running = self
+            .start_copy(exec::Action::TarIn { dir, uid, gid }, [r, null, err_w])
+            .map_err(CopyError::Exec)?;
         let src_owned = src.to_owned();
         let writer = tokio::task::spawn_blocking(move || {
             copy::write_host_tar(&src_owned, file_name.as_deref(), std::fs::File::from(w))
         });
-        let outcome = spawned.wait().await.map_err(fail)?;
+        let errs = tokio::task::spawn_blocking(move || {
+            sys::read_to_end_fd(err_r.as_fd()).unwrap_or_default()
+        });
+        let outcome = running.wait().await.map_err(fail)?;
         let wrote = writer.await.map_err(|e| fail(e.to_string()))?;
-        if let Some(t) = err_task {
-            let _ = t.await;
-        }
+        let errs = errs.await.unwrap_or_default();
         if let Some((m, _)) = outcome.failed {
             return Err(fail(m));
         }
         if outcome.code != Some(0) {
             return Err(fail(format!(
                 "copy helper ended with {outcome:?}: {}",
-                errs_cap.text()
+                String::from_utf8_lossy(&errs)
             )));
         }
         wrote.map_err(|e| fail(e.to_string()))
@@ -1037,34 +1063,22 @@ impl Container {
         if !src.is_absolute() {
             return Err(fail("the source must be an absolute path".into()));
         }
-        let (cfg, ns) = self.exec_cfg(
-            exec::Action::TarOut {
-                src: src.to_owned(),
-            },
-            self.default_net(),
-        )?;
-        let _done = {
-            let me = self.clone();
-            let n = self.default_net();
-            scopeguard(move || me.step_done(n))
-        };
         let (r, w) = sys::pipe().map_err(|e| fail(format!("pipe: {e}")))?;
-        let ns_refs: Vec<(NsKind, &OwnedFd)> = ns.iter().map(|(k, f)| (*k, f)).collect();
-        let spawned = exec::spawn(
-            &self.inner.shared.cfg.helper_exe,
-            &cfg,
-            &ns_refs,
-            Stdio::null(),
-            Stdio::from(w),
-            Stdio::null(),
-        )
-        .map_err(fail)?;
-        drop(ns);
+        let null_in = dev_null(false).map_err(|e| fail(e.to_string()))?;
+        let null_err = dev_null(true).map_err(|e| fail(e.to_string()))?;
+        let running = self
+            .start_copy(
+                exec::Action::TarOut {
+                    src: src.to_owned(),
+                },
+                [null_in, w, null_err],
+            )
+            .map_err(CopyError::Exec)?;
         let dst_owned = dst.to_owned();
         let reader = tokio::task::spawn_blocking(move || {
             copy::read_host_tar(&dst_owned, std::fs::File::from(r))
         });
-        let outcome = spawned.wait().await.map_err(fail)?;
+        let outcome = running.wait().await.map_err(fail)?;
         let read = reader.await.map_err(|e| fail(e.to_string()))?;
         if let Some((m, _)) = outcome.failed {
             return Err(fail(m));
@@ -1073,6 +1087,30 @@ impl Container {
             return Err(fail(format!("copy helper ended with {outcome:?}")));
         }
         read.map_err(|e| fail(e.to_string()))
+    }
+
+    fn start_copy(
+        &self,
+        action: exec::Action,
+        stdio: [OwnedFd; 3],
+    ) -> Result<exec::Running, ExecError> {
+        let network = self.default_net();
+        let (net, _) = self.begin_step(network)?;
+        let _done = {
+            let me = self.clone();
+            scopeguard(move || me.step_done(network))
+        };
+        let step = exec::Step {
+            action,
+            net,
+            net_files: None,
+        };
+        self.take_prepared()?
+            .start(&step, stdio)
+            .map_err(|message| ExecError::Helper {
+                id: self.inner.id.clone(),
+                message,
+            })
     }
 
     fn default_net(&self) -> Network {
@@ -1097,6 +1135,12 @@ impl Container {
         let i = &self.inner;
         let _g = info_span!("container", id = %i.id).entered();
         let live = i.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // After `live` is gone no helper can be prepared any more; the one that is sits
+        // in the container's cgroup.
+        let prepared = i.prepared.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = prepared {
+            p.discard_blocking();
+        }
         if let Some(l) = live {
             destroy::kill_init(&i.id, &l.pidfd, true)?;
             drop(l);
@@ -1131,15 +1175,43 @@ enum OutSink {
     Capture(Captured),
 }
 
-fn sink_stdio(s: Sink) -> Result<(Stdio, Option<OutSink>), (PathBuf, std::io::Error)> {
-    Ok(match s {
-        Sink::Null => (Stdio::null(), None),
-        Sink::File(p) => (
-            Stdio::from(std::fs::File::create(&p).map_err(|e| (p.clone(), e))?),
+fn dev_null(write: bool) -> std::io::Result<OwnedFd> {
+    let f = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")?;
+    Ok(OwnedFd::from(f))
+}
+
+/// A pipe whose read end goes to the step and whose write end we feed asynchronously.
+fn async_pipe_writer() -> std::io::Result<(OwnedFd, tokio::net::unix::pipe::Sender)> {
+    let (r, w) = sys::pipe().map_err(std::io::Error::from)?;
+    let w = tokio::net::unix::pipe::Sender::from_owned_fd(w)?;
+    Ok((r, w))
+}
+
+/// The read end of an output pipe and where to copy it.
+type Drain = (tokio::net::unix::pipe::Receiver, OutSink);
+
+/// The fd a step writes to, and where its other end is copied to (for pipes).
+fn sink_fd(s: Sink) -> Result<(OwnedFd, Option<Drain>), (PathBuf, std::io::Error)> {
+    let pipe = |sink: OutSink| -> Result<_, (PathBuf, std::io::Error)> {
+        let (r, w) = sys::pipe().map_err(|e| (PathBuf::from("pipe"), std::io::Error::from(e)))?;
+        let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r)
+            .map_err(|e| (PathBuf::from("pipe"), e))?;
+        Ok((w, Some((r, sink))))
+    };
+    match s {
+        Sink::Null => Ok((
+            dev_null(true).map_err(|e| (PathBuf::from("/dev/null"), e))?,
             None,
-        ),
-        Sink::Append(p) => (
-            Stdio::from(
+        )),
+        Sink::File(p) => Ok((
+            OwnedFd::from(std::fs::File::create(&p).map_err(|e| (p.clone(), e))?),
+            None,
+        )),
+        Sink::Append(p) => Ok((
+            OwnedFd::from(
                 std::fs::OpenOptions::new()
                     .append(true)
                     .create(true)
@@ -1147,17 +1219,14 @@ fn sink_stdio(s: Sink) -> Result<(Stdio, Option<OutSink>), (PathBuf, std::io::Er
                     .map_err(|e| (p.clone(), e))?,
             ),
             None,
-        ),
-        Sink::Writer(w) => (Stdio::piped(), Some(OutSink::Writer(w))),
-        Sink::Capture(c) => (Stdio::piped(), Some(OutSink::Capture(c))),
-    })
+        )),
+        Sink::Writer(w) => pipe(OutSink::Writer(w)),
+        Sink::Capture(c) => pipe(OutSink::Capture(c)),
+    }
 }
 
-fn copy_out<R>(from: Option<R>, to: Option<OutSink>) -> Option<tokio::task::JoinHandle<()>>
-where
-    R: tokio::io::AsyncRead + Send + Unpin + 'static,
-{
-    let (mut from, to) = (from?, to?);
+fn copy_out(sink: Option<Drain>) -> Option<tokio::task::JoinHandle<()>> {
+    let (mut from, to) = sink?;
     Some(tokio::spawn(async move {
         match to {
             OutSink::Writer(mut w) => {
