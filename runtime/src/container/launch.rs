@@ -330,11 +330,14 @@ pub(crate) fn fd_mover(
 }
 
 /// Start pid 1 through the re-exec helper `exe` (from any process, threads or not).
-/// Pid 1 becomes a child of this process.
+/// Pid 1 becomes a child of this process. With `cgroup`, the helper itself is put in
+/// it (before it reads its config, so before it clones): pid 1 is born there, and the
+/// helper needs no cgroup code of its own.
 pub fn spawn(
     exe: &Path,
     cfg: &LaunchConfig,
     lifeline: BorrowedFd<'_>,
+    cgroup: Option<(&Cgroup, &Limits)>,
 ) -> Result<Launched, LaunchError> {
     let herr = |message: String| LaunchError::Helper {
         exe: exe.to_owned(),
@@ -366,6 +369,13 @@ pub fn spawn(
     let mut child = cmd.spawn().map_err(|e| herr(format!("spawn: {e}")))?;
     drop(cfg_r);
     drop(theirs);
+    if let Some((cg, limits)) = cgroup {
+        if let Err(e) = cg.attach(Pid::from_raw(child.id() as i32), limits) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e.into());
+        }
+    }
     let json = serde_json::to_vec(cfg).map_err(|e| herr(format!("encoding config: {e}")))?;
     let mut w = std::fs::File::from(cfg_w);
     if let Err(e) = w.write_all(&json) {

@@ -412,17 +412,11 @@ impl Runtime {
             }
             (Support::Available(_), None) => Some("cgroups disabled by configuration".to_string()),
         };
-        let cfg = prepare(&s.cfg, id, dir, spec, st, cgroup_path.clone())?;
+        let mut cfg = prepare(&s.cfg, id, dir, spec, st, cgroup_path.clone())?;
+        // The launch helper is put in the cgroup by us, not by itself (see spawn).
+        cfg.cgroup = None;
         let hostname = cfg.hostname.clone();
         let own_netns = cfg.own_netns;
-        let launched =
-            launch::spawn(&s.cfg.helper_exe, &cfg, s.lifeline_r.as_fd()).map_err(|source| {
-                CreateError::Launch {
-                    id: id.to_owned(),
-                    source,
-                }
-            })?;
-        st.init = ProcId::of(launched.pid.as_raw());
         let cgroup = match &cgroup_path {
             Some(p) => Some(Cgroup::new(p).map_err(|source| CreateError::Cgroup {
                 id: id.to_owned(),
@@ -430,6 +424,17 @@ impl Runtime {
             })?),
             None => None,
         };
+        let launched = launch::spawn(
+            &s.cfg.helper_exe,
+            &cfg,
+            s.lifeline_r.as_fd(),
+            cgroup.as_ref().map(|c| (c, &spec.limits)),
+        )
+        .map_err(|source| CreateError::Launch {
+            id: id.to_owned(),
+            source,
+        })?;
+        st.init = ProcId::of(launched.pid.as_raw());
         let inner = Arc::new(Inner {
             id: id.to_owned(),
             dir: dir.to_owned(),
