@@ -67,12 +67,26 @@ pub fn limit_bounding(keep: &CapsHashSet) -> Result<(), CapError> {
         if keep.contains(&c) {
             continue;
         }
-        // Err: the kernel does not know this capability; nothing to drop.
-        if let Ok(true) = caps::has_cap(None, CapSet::Bounding, c) {
-            caps::drop(None, CapSet::Bounding, c).map_err(|source| CapError::Set {
+        // One prctl per capability. EINVAL: the kernel does not know this one, so
+        // there is nothing to drop; anything else is an error.
+        // SAFETY: plain prctl.
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_CAPBSET_DROP,
+                libc::c_ulong::from(c.index()),
+                0,
+                0,
+                0,
+            )
+        };
+        if r != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
+            return Err(CapError::Set {
                 what: "dropping from the bounding set",
-                source,
-            })?;
+                source: caps::errors::CapsError::from(format!(
+                    "PR_CAPBSET_DROP {c}: {}",
+                    std::io::Error::last_os_error()
+                )),
+            });
         }
     }
     caps::clear(None, CapSet::Ambient).map_err(|source| CapError::Set {

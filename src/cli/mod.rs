@@ -91,13 +91,72 @@ pub fn default_root() -> PathBuf {
     data.join("koji-adjutant")
 }
 
-/// Log to stderr; `--log`/`KOJI_ADJUTANT_LOG` is an EnvFilter, default warnings only.
+/// Log to stderr; `--log`/`KOJI_ADJUTANT_LOG` is an EnvFilter. By default warnings and
+/// errors only, through [`Warnings`] (no span registry to set up: `run` starts in a few
+/// milliseconds and every one counts).
 fn init_logging(filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn,libcgroups=error"))
+    let Some(filter) = filter else {
+        let _ = tracing::subscriber::set_global_default(Warnings);
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+/// A minimal subscriber: WARN and ERROR events as `LEVEL target: message k=v` lines.
+/// (libcgroups warns about every controller this host lacks; that is not news.)
+struct Warnings;
+
+impl Warnings {
+    fn wanted(m: &tracing::Metadata<'_>) -> bool {
+        *m.level() <= tracing::Level::WARN && !m.target().starts_with("libcgroups")
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn register_callsite(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::wanted(m) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        Self::wanted(m)
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::WARN)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                use std::fmt::Write;
+                if f.name() == "message" {
+                    let _ = write!(self.0, "{v:?}");
+                } else {
+                    let _ = write!(self.0, " {}={v:?}", f.name());
+                }
+            }
+        }
+        let mut line = Line(String::new());
+        e.record(&mut line);
+        let m = e.metadata();
+        eprintln!("{} {}: {}", m.level(), m.target(), line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -56,8 +56,13 @@ pub fn main(cfg: &LaunchConfig, go: OwnedFd, ready: OwnedFd, lifeline: BorrowedF
     match setup(cfg, lifeline, &ready, &go) {
         Ok((sfd, main_child)) => {
             let _ = sys::write_all_fd(ready.as_fd(), b"OK");
-            drop(ready);
+            let ready = main_child.is_some().then_some(ready);
             let code = reap(main_child, lifeline, &sfd);
+            // Run mode: the command's status goes to the parent before the namespaces
+            // are torn down (which our exit then does), as bwrap's pid 1 does.
+            if let Some(r) = &ready {
+                let _ = sys::write_all_fd(r.as_fd(), &code.to_le_bytes());
+            }
             unsafe { libc::_exit(code) }
         }
         Err(msg) => {

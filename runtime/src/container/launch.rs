@@ -88,6 +88,9 @@ pub struct Launched {
     pub pid: Pid,
     pub pidfd: OwnedFd,
     pub ns: NsFds,
+    /// Run mode: where pid 1 writes the command's exit status (an `i32`, little
+    /// endian) before it exits.
+    pub status: Option<OwnedFd>,
 }
 
 /// Namespaces every container has; `Net` is added when it owns one.
@@ -197,14 +200,30 @@ fn launch_inner(
         }
     }
     drop(go_w);
-    let msg = match sys::read_to_end_fd(ready_r.as_fd()) {
-        Ok(m) => m,
-        Err(e) => return Err(abort(SysError::new("read ready", e).into())),
-    };
-    match msg.get(..2) {
-        Some(b"OK") => Ok(Launched { pid, pidfd, ns }),
-        _ => Err(abort(init_error(&msg))),
+    // "OK" (in run mode the pipe then carries the command's status), or "ER" and a
+    // message up to end-of-file.
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < 2 {
+        match nix::unistd::read(ready_r.as_raw_fd(), &mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(abort(SysError::new("read ready", e).into())),
+        }
     }
+    if &head[..got] == b"OK" {
+        let status = cfg.process.is_some().then_some(ready_r);
+        return Ok(Launched {
+            pid,
+            pidfd,
+            ns,
+            status,
+        });
+    }
+    let mut msg = head[..got].to_vec();
+    msg.extend(sys::read_to_end_fd(ready_r.as_fd()).unwrap_or_default());
+    Err(abort(init_error(&msg)))
 }
 
 fn init_error(msg: &[u8]) -> LaunchError {
@@ -445,5 +464,6 @@ pub fn spawn(
         ns: NsFds {
             fds: reply.ns.into_iter().zip(fds).collect(),
         },
+        status: None,
     })
 }

@@ -3,7 +3,7 @@
 //! command as its child and exits with its status; signals sent to the caller are
 //! forwarded; everything is cleaned up when it ends.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
@@ -93,7 +93,7 @@ pub fn run_foreground(
     let needs_dir = !in_memory || cgroup_path.is_some();
     let st = State {
         id: id.clone(),
-        owner: ProcId::current(),
+        owner: if needs_dir { ProcId::current() } else { None },
         init: None,
         cgroup: cgroup_path.clone(),
         mapping: rcfg.mapping.clone(),
@@ -146,7 +146,7 @@ pub fn run_foreground(
         cfg.clone_parent = false;
         cfg.open_ns = false;
         cfg.process = Some(process);
-        run_launched(&id, &cfg)
+        run_launched(&id, &cfg, needs_dir || cgroup_path.is_some())
     });
     // Cleanup, whatever happened.
     if let Some(p) = &cgroup_path {
@@ -182,7 +182,15 @@ pub fn run_foreground(
 /// directory itself stays empty on the host).
 pub const MEMORY_MOUNTPOINT: &str = ".mnt";
 
-fn run_launched(id: &str, cfg: &launch::LaunchConfig) -> Result<sys::Exit, RunError> {
+/// Run pid 1 and wait for the command. With `wait_for_teardown`, also wait until pid 1
+/// is gone (before removing its cgroup or directory); otherwise return as soon as pid 1
+/// reports the command's status (its namespaces are torn down after we exit, and its
+/// lifeline — us — is gone then anyway).
+fn run_launched(
+    id: &str,
+    cfg: &launch::LaunchConfig,
+    wait_for_teardown: bool,
+) -> Result<sys::Exit, RunError> {
     let (lifeline_r, lifeline_w) = sys::pipe().map_err(|e| RunError::Wait {
         id: id.to_owned(),
         errno: e,
@@ -210,11 +218,15 @@ fn run_launched(id: &str, cfg: &launch::LaunchConfig) -> Result<sys::Exit, RunEr
             errno: e,
         },
     )?;
+    let mut status = launched.status;
     let exit = loop {
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(launched.pidfd.as_fd(), PollFlags::POLLIN),
             PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(s) = &status {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -224,8 +236,27 @@ fn run_launched(id: &str, cfg: &launch::LaunchConfig) -> Result<sys::Exit, RunEr
                 })
             }
         }
+        let status_ready = fds
+            .get(2)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        drop(fds);
         while let Ok(Some(info)) = sfd.read_signal() {
             let _ = sys::pidfd_send_signal(launched.pidfd.as_fd(), info.ssi_signo as i32);
+        }
+        if status_ready {
+            // The command's status, sent by pid 1 before it tears the namespaces down.
+            let mut b = [0u8; 4];
+            if let Some(s) = &status {
+                if matches!(nix::unistd::read(s.as_raw_fd(), &mut b), Ok(4)) {
+                    let code = i32::from_le_bytes(b);
+                    if !wait_for_teardown {
+                        break sys::Exit::Code(code);
+                    }
+                }
+            }
+            // Read (or end-of-file): from now on only pid 1's exit matters.
+            status = None;
         }
         match sys::waitid_pidfd(launched.pidfd.as_fd(), libc::WNOHANG) {
             Ok(Some(e)) => break e,
