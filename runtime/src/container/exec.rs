@@ -526,15 +526,53 @@ impl Running {
         self.pidfd.try_clone()
     }
 
-    /// Wait for the helper and read its report.
-    pub async fn wait(mut self) -> Result<Outcome, String> {
-        let st = self
-            .child
-            .wait()
-            .await
-            .map_err(|e| format!("waiting for the exec helper: {e}"))?;
-        // The helper has exited: its report, if any, is queued on the socket.
-        match recv(self.sock.as_fd(), MsgFlags::MSG_DONTWAIT) {
+    /// Wait for the helper's report (it sends it just before exiting; we do not wait
+    /// for the exit itself, the helper is reaped in the background).
+    pub async fn wait(self) -> Result<Outcome, String> {
+        let Running {
+            mut child, sock, ..
+        } = self;
+        nix::fcntl::fcntl(
+            sock.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| format!("exec helper socket: {e}"))?;
+        // SAFETY: the OwnedFd is moved into the AsyncFd and stays open and unchanged
+        // for its whole life.
+        let afd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| format!("exec helper socket: {e}"))?;
+        let exited = loop {
+            tokio::select! {
+                ready = afd.readable() => {
+                    let mut guard = ready.map_err(|e| format!("exec helper socket: {e}"))?;
+                    match recv(afd.get_ref().as_fd(), MsgFlags::MSG_DONTWAIT) {
+                        Ok(Some((b, _))) => {
+                            tokio::spawn(async move {
+                                let _ = child.wait().await;
+                            });
+                            return serde_json::from_slice(&b)
+                                .map_err(|e| format!("bad status from the exec helper: {e}"));
+                        }
+                        // The helper closed its end without a report: it died.
+                        Ok(None) => break None,
+                        Err(Errno::EAGAIN) => guard.clear_ready(),
+                        Err(e) => return Err(format!("reading the exec helper's status: {e}")),
+                    }
+                }
+                st = child.wait() => break Some(st.map_err(|e| format!("waiting for the exec helper: {e}"))?),
+            }
+        };
+        let st = match exited {
+            Some(st) => st,
+            None => child
+                .wait()
+                .await
+                .map_err(|e| format!("waiting for the exec helper: {e}"))?,
+        };
+        // Exited: a report, if any, is queued on the socket.
+        match recv(afd.get_ref().as_fd(), MsgFlags::MSG_DONTWAIT) {
             Ok(Some((b, _))) => serde_json::from_slice(&b)
                 .map_err(|e| format!("bad status from the exec helper: {e}")),
             // A kill request that arrived before the helper blocked SIGTERM: the
