@@ -5,3 +5,9 @@
 //! runs steps in them. See docs/ARCHITECTURE.md for a map of the code.
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod hub;
+pub mod registry;
+pub mod status;
+pub mod xmlrpc;

@@ -62,8 +62,7 @@ http: {addr: $addr, secret: koji-adjutant-tests}
 EOF
     setsid docker-registry serve "$state/config.yml" > "$state/registry.log" 2>&1 < /dev/null &
     echo $! > "$pidfile"
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
       answering && break
       running || die "docker-registry exited: $(cat "$state/registry.log")"
       sleep 0.1

@@ -7,9 +7,10 @@
 #   2. make-fixtures.sh --rpmroot  test images and packages -> KOJI_ADJUTANT_FIXTURES
 #   3. tests/registry.sh start     local registry with the fixture images -> KOJI_ADJUTANT_TEST_REGISTRY
 #                                  (stopped again when this script exits, however it exits)
-#   4. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test --workspace
+#   4. shellcheck of the scripts, cargo fmt --check, cargo clippy --all-targets -D warnings,
+#      cargo test --workspace
 # and prints a summary. Exit status 0 only if every step passed. Steps 1-3 stop the run when
-# they fail; of step 4 all three always run.
+# they fail; of step 4 all always run.
 #
 # Arguments after the options go to `cargo test` (e.g. `tests/run.sh --no-lint -p adjutant-runtime
 # unpack` runs a subset with the full environment). CARGO_TARGET_DIR is honoured.
@@ -48,20 +49,24 @@ trap print_summary EXIT
 if [ "$(id -u)" = 0 ]; then step setup-host tests/setup-host.sh
 else step setup-host tests/setup-host.sh --check; fi
 
-fixtures_out=$(mktemp)
-step fixtures sh -c 'tests/fixtures/make-fixtures.sh --rpmroot > "$1"' _ "$fixtures_out"
-KOJI_ADJUTANT_FIXTURES=$(cat "$fixtures_out"); rm -f "$fixtures_out"
-export KOJI_ADJUTANT_FIXTURES
-echo "KOJI_ADJUTANT_FIXTURES=$KOJI_ADJUTANT_FIXTURES" >&2
-
-registry_out=$(mktemp)
-registry_started=1
-step registry sh -c 'tests/registry.sh start > "$1"' _ "$registry_out"
-eval "$(cat "$registry_out")"; rm -f "$registry_out"
-export KOJI_ADJUTANT_TEST_REGISTRY
-echo "KOJI_ADJUTANT_TEST_REGISTRY=$KOJI_ADJUTANT_TEST_REGISTRY" >&2
+fixtures() {
+  KOJI_ADJUTANT_FIXTURES=$(tests/fixtures/make-fixtures.sh --rpmroot) || return
+  export KOJI_ADJUTANT_FIXTURES
+  echo "KOJI_ADJUTANT_FIXTURES=$KOJI_ADJUTANT_FIXTURES" >&2
+}
+registry() {
+  registry_started=1
+  local env
+  env=$(tests/registry.sh start) || return
+  eval "$env"
+  export KOJI_ADJUTANT_TEST_REGISTRY
+  echo "KOJI_ADJUTANT_TEST_REGISTRY=$KOJI_ADJUTANT_TEST_REGISTRY" >&2
+}
+step fixtures fixtures
+step registry registry
 
 if [ $lint = 1 ]; then
+  step shellcheck shellcheck -S warning tests/*.sh tests/fixtures/*.sh .ci/run || true
   step fmt cargo fmt --all --check || true
   step clippy cargo clippy --workspace --all-targets --locked -- -D warnings || true
 fi

@@ -37,6 +37,11 @@ PACKAGES=(
   util-linux uidmap
   # building the workspace (C parts of -sys crates)
   gcc libc6-dev make pkg-config git
+  # shell lint in tests/run.sh
+  shellcheck
+  # status server tests: the dashboard in headless Chromium, the metrics through the Python
+  # Prometheus/OpenMetrics parsers
+  chromium python3-prometheus-client
   # reference tools used by tests and peers benchmarked in benches/
   umoci bubblewrap hyperfine crun runc podman conmon catatonit
 )
@@ -148,7 +153,7 @@ if command -v cargo >/dev/null; then
   cargo clippy --version >/dev/null 2>&1 || problem "clippy is missing (rustup component add clippy)"
 fi
 if [ "$(id -u)" = 0 ] && getent passwd "$TEST_USER" >/dev/null && command -v setpriv >/dev/null; then
-  as_user=(setpriv --reuid=$TEST_ID --regid=$TEST_ID --init-groups env HOME=/home/$TEST_USER)
+  as_user=(setpriv "--reuid=$TEST_ID" "--regid=$TEST_ID" --init-groups env "HOME=/home/$TEST_USER")
   "${as_user[@]}" unshare --user --map-root-user true 2>/dev/null \
     || problem "unprivileged user namespaces do not work for $TEST_USER"
   if [ -u /usr/bin/newuidmap ] && [ -u /usr/bin/newgidmap ]; then

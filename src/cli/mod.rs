@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod daemon;
+pub mod image;
+mod progress;
 pub mod run;
 
 /// Exit codes scripts can rely on (documented in docs/cli.md).
@@ -45,6 +48,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the build host daemon (kojid's flags; the binary run as `kojid` does this).
+    Daemon(Box<crate::config::DaemonArgs>),
     /// Manage images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -52,12 +57,11 @@ pub enum Command {
     Run(Box<run::RunArgs>),
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ImageCommand {}
+pub use image::ImageCommand;
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let args = kojid_argv(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -69,26 +73,17 @@ pub fn main() -> ExitCode {
             });
         }
     };
-    init_logging(cli.log.as_deref());
-    let root = cli.root.clone().unwrap_or_else(default_root);
     match cli.command {
-        Command::Image(c) => match c {},
-        Command::Run(args) => run::main(root, *args),
+        Command::Daemon(a) => daemon::run(*a, cli.root, cli.log),
+        Command::Image(c) => {
+            init_logging(cli.log.as_deref());
+            image::run(cli.root.as_deref(), c)
+        }
+        Command::Run(args) => {
+            init_logging(cli.log.as_deref());
+            run::main(cli.root.unwrap_or_else(image::default_root), *args)
+        }
     }
-}
-
-/// The store root: /var/lib/koji-adjutant as root, `$XDG_DATA_HOME/koji-adjutant`
-/// (default `~/.local/share/koji-adjutant`) otherwise.
-pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/koji-adjutant");
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    data.join("koji-adjutant")
 }
 
 /// Log to stderr; `--log`/`KOJI_ADJUTANT_LOG` is an EnvFilter. By default warnings and
@@ -159,4 +154,55 @@ impl tracing::Subscriber for Warnings {
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Invoked as `kojid` (e.g. a symlink, so an existing kojid.service works unchanged),
+/// behave as `koji-adjutant daemon`.
+pub fn kojid_argv(mut args: Vec<OsString>) -> Vec<OsString> {
+    let is_kojid = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "kojid");
+    if is_kojid {
+        args.insert(1, OsString::from("daemon"));
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kojid_name_means_daemon() {
+        let a = kojid_argv(vec![
+            "/usr/sbin/kojid".into(),
+            "--fg".into(),
+            "--force-lock".into(),
+            "--verbose".into(),
+        ]);
+        let cli = Cli::try_parse_from(a).unwrap();
+        match cli.command {
+            Command::Daemon(d) => {
+                assert!(d.fg && d.force_lock && d.verbose);
+            }
+            _ => panic!("not the daemon"),
+        }
+        let a = kojid_argv(vec![
+            "koji-adjutant".into(),
+            "daemon".into(),
+            "-c".into(),
+            "/x.conf".into(),
+            "--maxjobs".into(),
+            "3".into(),
+        ]);
+        let cli = Cli::try_parse_from(a).unwrap();
+        match cli.command {
+            Command::Daemon(d) => {
+                assert_eq!(d.config.as_deref(), Some(std::path::Path::new("/x.conf")));
+                assert_eq!(d.maxjobs, Some(3));
+            }
+            _ => panic!("not the daemon"),
+        }
+    }
 }

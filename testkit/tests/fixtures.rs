@@ -371,3 +371,39 @@ fn rpmroot_has_a_seeded_rpmdb_layer_and_a_rootless_friendly_base() {
         "rpmbuild, dnf, gcc, g++ and createrepo_c are in the base layer"
     );
 }
+
+#[test]
+fn busybox_oci_archive_is_the_busybox_layout_in_a_tar() {
+    let layout = oci_layout("busybox");
+    let mut archive = tar::Archive::new(
+        File::open(fixtures_dir().join("archives/busybox.oci.tar")).expect("archive"),
+    );
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        if entry.header().entry_type().is_file() {
+            let name = entry
+                .path()
+                .expect("path")
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read");
+            files.insert(name, data);
+        }
+    }
+    let mut want = BTreeMap::new();
+    for name in ["oci-layout", "index.json"] {
+        want.insert(
+            name.to_owned(),
+            std::fs::read(layout.join(name)).expect("layout file"),
+        );
+    }
+    for blob in std::fs::read_dir(layout.join("blobs/sha256")).expect("blobs") {
+        let blob = blob.expect("blob");
+        let name = format!("blobs/sha256/{}", blob.file_name().to_string_lossy());
+        want.insert(name, std::fs::read(blob.path()).expect("blob"));
+    }
+    assert_eq!(files, want);
+}

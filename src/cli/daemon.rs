@@ -1,0 +1,221 @@
+//! `koji-adjutant daemon [kojid flags]` (also the binary invoked as `kojid`).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{apply_rlimits, Config, DaemonArgs};
+use crate::daemon::{default_handlers, Daemon, DaemonExit};
+use crate::registry::Registry;
+use crate::status::StatusServer;
+
+use super::exit;
+
+/// Where kojid logs when detached.
+const DETACHED_LOG: &str = "/var/log/kojid.log";
+
+fn init_logging(
+    cfg: &Config,
+    log_override: Option<&str>,
+    file: Option<&Path>,
+) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let mut filter = log_override
+        .map(str::to_owned)
+        .unwrap_or_else(|| cfg.log_filter().to_owned());
+    if cfg.flags.debug_task {
+        filter.push_str(",koji_adjutant::daemon::handlers=debug,koji_adjutant::tasks=debug");
+    }
+    if cfg.flags.debug_xmlrpc {
+        filter.push_str(",koji_adjutant::hub::transport=debug");
+    }
+    let env = EnvFilter::try_new(&filter).map_err(|e| format!("bad log filter {filter:?}: {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env)
+        .with_target(false);
+    let r = match file {
+        Some(p) => {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("cannot open log file {}: {e}", p.display()))?;
+            builder
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(f))
+                .try_init()
+        }
+        None => {
+            use std::io::IsTerminal as _;
+            builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .try_init()
+        }
+    };
+    r.map_err(|e| e.to_string())
+}
+
+/// Run the daemon command.
+pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> ExitCode {
+    let mut cfg = match Config::load(&args, std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "koji-adjutant: configuration error: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    if let Some(r) = root {
+        cfg.adjutant.store_root = Some(r);
+    }
+    // Detach like kojid unless --fg; before any thread exists.
+    let log_file = if cfg.flags.foreground {
+        cfg.adjutant.log_file.clone()
+    } else {
+        Some(
+            cfg.adjutant
+                .log_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DETACHED_LOG)),
+        )
+    };
+    if let Err(e) = init_logging(&cfg, log.as_deref(), log_file.as_deref()) {
+        let _ = writeln!(std::io::stderr(), "koji-adjutant: {e}");
+        return ExitCode::from(exit::USAGE);
+    }
+    for w in &cfg.warnings {
+        warn!("{w}");
+    }
+    for line in apply_rlimits(&cfg) {
+        warn!("{line}");
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.kojid.workdir) {
+        error!(path = %cfg.kojid.workdir.display(), error = %e, "cannot create workdir");
+        return ExitCode::from(exit::FAILURE);
+    }
+    let store = cfg.store_root();
+    if let Err(e) = std::fs::create_dir_all(&store) {
+        error!(path = %store.display(), error = %e, "cannot create the store root");
+        return ExitCode::from(exit::FAILURE);
+    }
+    if !cfg.flags.foreground {
+        if let Err(e) = nix::unistd::daemon(true, false) {
+            error!(error = %e, "cannot detach");
+            return ExitCode::from(exit::FAILURE);
+        }
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let cfg = Arc::new(cfg);
+    let outcome = rt.block_on(async move {
+        let registry = Registry::new(std::time::Duration::from_secs(
+            cfg.adjutant.task_history_ttl,
+        ));
+        registry.set_container_ttl(std::time::Duration::from_secs(
+            cfg.adjutant.container_history_ttl,
+        ));
+        // The status server runs beside the loop, from before the login (so a
+        // hub that cannot be reached shows) to the end; it failing to start
+        // must not keep the builder from building.
+        let status = match StatusServer::from_config(&cfg, registry.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("status server not started: {e}");
+                None
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let outcome = async {
+            let daemon =
+                match Daemon::connect(cfg.clone(), default_handlers(), registry, shutdown.clone())
+                    .await
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        error!("Error: {e}");
+                        return Err(());
+                    }
+                };
+            if cfg.flags.skip_main {
+                let _ = daemon.logout().await;
+                return Ok(DaemonExit::Stopped);
+            }
+            install_signals(shutdown.clone(), daemon.control());
+            info!("starting up");
+            Ok(daemon.run().await)
+        }
+        .await;
+        if let Some(s) = status {
+            s.stop().await;
+        }
+        outcome
+    });
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
+        Err(()) => ExitCode::from(exit::FAILURE),
+        Ok(DaemonExit::Stopped) => ExitCode::from(exit::OK),
+        Ok(DaemonExit::Fatal(msg)) => {
+            error!("{msg}");
+            ExitCode::from(exit::FAILURE)
+        }
+        Ok(DaemonExit::Restart) => {
+            let e = reexec();
+            error!(error = %e, "cannot re-execute for the restart");
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+fn install_signals(shutdown: CancellationToken, control: Arc<crate::daemon::DaemonControl>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let sd = shutdown.clone();
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => warn!("SIGTERM: exiting"),
+            _ = int.recv() => warn!("SIGINT: exiting"),
+        }
+        sd.cancel();
+    });
+    tokio::spawn(async move {
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            warn!("SIGUSR1: initiating graceful restart");
+            control.request_restart();
+        }
+    });
+}
+
+/// Replace this process with a fresh copy of itself, same arguments (kojid
+/// `os.execv(sys.argv[0], sys.argv)`).
+fn reexec() -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&argv0));
+    std::process::Command::new(exe)
+        .arg0(argv0)
+        .args(args)
+        .exec()
+}
