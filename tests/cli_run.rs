@@ -97,6 +97,18 @@ fn split_at_command<'a>(args: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
     }
 }
 
+/// `koji-adjutant --root STORE run ARGS...` (no `--rootfs`).
+fn run_image(store: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--root")
+        .arg(store)
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -346,5 +358,63 @@ fn run_signals_and_death() {
         .unwrap();
         child.wait().unwrap();
         assert!(wait_gone(pid1), "container pid 1 {pid1} survived");
+    });
+}
+
+#[test]
+fn run_images_from_the_store() {
+    both(|| {
+        let env = Env::new();
+        let fix = fixtures_dir();
+        let busybox = format!("oci:{}:latest", fix.join("oci/busybox").display());
+        // A missing image is pulled (imported) first, like podman does.
+        let out = run_image(
+            &env.store,
+            &["--rm", &busybox, "sh", "-c", "echo $PATH; id -u"],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        assert_eq!(lines[1], "0");
+        assert!(lines[0].contains("/bin"), "{lines:?}");
+
+        // The second container reads no layer data: the unpacked layer is reused as is.
+        let layers: Vec<PathBuf> = std::fs::read_dir(env.store.join("layers"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .flat_map(|m| std::fs::read_dir(m.path()).unwrap().filter_map(|e| e.ok()))
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        assert_eq!(layers.len(), 1, "{layers:?}");
+        let stamp = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (
+                std::os::unix::fs::MetadataExt::ino(&m),
+                m.modified().unwrap(),
+            )
+        };
+        let before = stamp(&layers[0]);
+        // Short names work too; no command means the image's (sh, stdin empty).
+        let out = run_image(&env.store, &["--rm", "busybox"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(stamp(&layers[0]), before);
+
+        // A multi-layer image with whiteouts, opaque dirs and hardlinks, as the image
+        // store unpacked it, merged by overlay.
+        let multi = format!("oci:{}:latest", fix.join("oci/multilayer").display());
+        let out = run_image(
+            &env.store,
+            &[
+                "--rm",
+                &multi,
+                "sh",
+                "-c",
+                "test -e /etc/motd && echo motd; test -e /var/del-dir && echo del-dir; \
+                 ls /opt/data; cat /opt/keep/x; stat -c %h /opt/keep/y-hard; \
+                 stat -c '%u:%g %a' /opt/owned; echo changed > /opt/keep/x && cat /opt/keep/x",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "c\nnew\n2\n1000:135 750\nchanged\n");
     });
 }

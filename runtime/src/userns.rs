@@ -281,7 +281,28 @@ fn find_in_path(tool: &str) -> Option<PathBuf> {
 pub enum Job {
     /// `rm -rf` of a path.
     RemoveTree { path: PathBuf },
+    /// An image store job (unpacking a layer with its ids as they are, or removing an
+    /// unpacked layer); its result goes to the helper's stdout as JSON.
+    Store(crate::store::UsernsJob),
 }
+
+impl Job {
+    /// A short description for errors.
+    pub fn describe(&self) -> String {
+        match self {
+            Job::RemoveTree { path } => format!("removing {}", path.display()),
+            Job::Store(crate::store::UsernsJob::RemoveTree(p)) => {
+                format!("removing {}", p.display())
+            }
+            Job::Store(crate::store::UsernsJob::Unpack(j)) => {
+                format!("unpacking {} into {}", j.blob.display(), j.target.display())
+            }
+        }
+    }
+}
+
+/// What a [`Job::Store`] returns.
+pub type StoreJobResult = Result<Option<crate::layer::UnpackStats>, String>;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct JobConfig {
@@ -291,20 +312,21 @@ struct JobConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("user namespace job {job:?} via {exe}: {message}")]
+    #[error("user namespace job ({job}) via {exe}: {message}")]
     Failed {
         exe: PathBuf,
-        job: Job,
+        job: String,
         message: String,
     },
 }
 
 /// Run `job` as root of a new user namespace mapped by `mapping`, through the
-/// re-exec helper `exe` (`__adjutant-helper userns`). Blocking.
-pub fn run_job(exe: &Path, mapping: &IdMapping, job: &Job) -> Result<(), JobError> {
+/// re-exec helper `exe` (`__adjutant-helper userns`). Blocking. Returns the helper's
+/// stdout (a JSON result for [`Job::Store`], empty otherwise).
+pub fn run_job(exe: &Path, mapping: &IdMapping, job: &Job) -> Result<Vec<u8>, JobError> {
     let fail = |message: String| JobError::Failed {
         exe: exe.to_owned(),
-        job: job.clone(),
+        job: job.describe(),
         message,
     };
     let cfg = JobConfig {
@@ -316,7 +338,7 @@ pub fn run_job(exe: &Path, mapping: &IdMapping, job: &Job) -> Result<(), JobErro
         .arg(crate::helper::HELPER_ARG)
         .arg("userns")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(format!("spawn: {e}")))?;
@@ -335,7 +357,18 @@ pub fn run_job(exe: &Path, mapping: &IdMapping, job: &Job) -> Result<(), JobErro
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(())
+    Ok(out.stdout)
+}
+
+/// A runner for the image store's user-namespace jobs (rootless unpacking with
+/// subordinate ids), through the re-exec helper `exe` (usually `/proc/self/exe`):
+/// `store.set_userns_runner(userns::store_runner(exe))`.
+pub fn store_runner(exe: PathBuf) -> crate::store::UsernsRunner {
+    std::sync::Arc::new(move |mapping: &IdMapping, job: &crate::store::UsernsJob| {
+        let out = run_job(&exe, mapping, &Job::Store(job.clone())).map_err(|e| e.to_string())?;
+        serde_json::from_slice::<StoreJobResult>(&out)
+            .map_err(|e| format!("bad result from the user namespace helper: {e}"))?
+    })
 }
 
 /// Main of the `userns` helper: config JSON on stdin; errors on stderr; exit status.
@@ -421,6 +454,15 @@ fn run_inside(cfg: &JobConfig) -> Result<(), String> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(format!("removing {}: {e}", path.display())),
         },
+        Job::Store(job) => {
+            let res: StoreJobResult = crate::store::run_userns_job(job);
+            let json = serde_json::to_vec(&res).map_err(|e| e.to_string())?;
+            // Flushed here: the child ends with _exit, which skips std's buffers.
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("writing the job result: {e}"))
+        }
     }
 }
 
@@ -440,9 +482,7 @@ pub fn remove_tree(exe: &Path, mapping: &IdMapping, path: &Path) -> Result<(), J
         Err(e) => {
             return Err(JobError::Failed {
                 exe: exe.to_owned(),
-                job: Job::RemoveTree {
-                    path: path.to_owned(),
-                },
+                job: format!("removing {}", path.display()),
                 message: e.to_string(),
             })
         }
@@ -454,6 +494,7 @@ pub fn remove_tree(exe: &Path, mapping: &IdMapping, path: &Path) -> Result<(), J
             path: path.to_owned(),
         },
     )
+    .map(|_| ())
 }
 
 #[cfg(test)]

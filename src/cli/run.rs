@@ -8,11 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::process::{Command, Stdio};
+
 use adjutant_runtime::container::run::run_foreground;
 use adjutant_runtime::container::{
     BindMount, ContainerSpec, Limits, Network, ProcessSpec, Rootfs, RuntimeConfig, User,
     DEFAULT_PATH,
 };
+use adjutant_runtime::reference::ImageSource;
+use adjutant_runtime::store::{default_name, ErrorClass, Store};
+use adjutant_runtime::userns;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::exit;
@@ -189,14 +194,53 @@ fn run(root: PathBuf, args: RunArgs) -> Result<u8> {
     Ok(outcome.exit.shell_code().clamp(0, 255) as u8)
 }
 
-fn resolve_image(root: &Path, _cfg: &RuntimeConfig, image: &str) -> Result<ImageDefaults> {
-    // The image store (branch `images`) provides Store::resolve + layer_dirs; until it
-    // is merged, only prepared root filesystems can be run.
-    Err(anyhow!(
-        "cannot run image {image:?}: this build has no image store under {} yet; \
-         use --rootfs DIR",
-        root.display()
-    ))
+/// Find `image` in the store (pulling it first if it is missing, as podman does), make
+/// sure its layers are unpacked for our id mapping, and read its config.
+fn resolve_image(root: &Path, cfg: &RuntimeConfig, image: &str) -> Result<ImageDefaults> {
+    let store =
+        Store::open(root).with_context(|| format!("opening the store {}", root.display()))?;
+    // Rootless unpacking with subordinate ids happens in a user namespace helper.
+    store.set_userns_runner(userns::store_runner(PathBuf::from("/proc/self/exe")));
+    // oci:DIR[:tag] and oci-archive:FILE[:tag] are stored under their import name.
+    let name = match ImageSource::parse(image) {
+        Ok(ImageSource::OciDir { path, tag }) | Ok(ImageSource::OciArchive { path, tag }) => {
+            default_name(&path, tag.as_deref())?
+        }
+        _ => image.to_owned(),
+    };
+    let info = match store.resolve(&name) {
+        Ok(i) => i,
+        Err(e) if e.class() == ErrorClass::NotFound => {
+            // Pulled by a child process: this one must stay single-threaded (it clones
+            // the container itself), and a pull runs an async client.
+            let st = Command::new("/proc/self/exe")
+                .arg("--root")
+                .arg(root)
+                .args(["image", "pull", image])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .context("starting `image pull`")?;
+            if !st.success() {
+                bail!("pulling {image} failed ({st})");
+            }
+            store.resolve(&name)?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let lowers = store
+        .layer_dirs(&info, &cfg.mapping)
+        .with_context(|| format!("unpacking {}", info.name))?;
+    let c = info.config.config().clone().unwrap_or_default();
+    let mut cmd: Vec<String> = c.entrypoint().clone().unwrap_or_default();
+    cmd.extend(c.cmd().clone().unwrap_or_default());
+    Ok(ImageDefaults {
+        lowers,
+        env: c.env().clone().unwrap_or_default(),
+        cmd,
+        workdir: c.working_dir().clone().filter(|w| !w.is_empty()),
+        user: c.user().clone().filter(|u| !u.is_empty()),
+    })
 }
 
 /// `SRC:DST[:ro|:rw]`.
