@@ -91,6 +91,19 @@ fn base(req: &BuildrootRequest) -> Vec<String> {
     if let Some(r) = &req.dnf.releasever {
         a.push(format!("--releasever={r}"));
     }
+    // mock's dnf_disable_plugins and dnf_common_opts (dnf 4 only: dnf5 and yum
+    // know neither).
+    if matches!(package_manager(&req.dnf), "dnf" | "dnf-3") {
+        a.extend(
+            [
+                "--disableplugin=local",
+                "--disableplugin=versionlock",
+                "--setopt=deltarpm=False",
+                "--allowerasing",
+            ]
+            .map(String::from),
+        );
+    }
     a
 }
 

@@ -54,6 +54,7 @@ use crate::policy::{ImagePolicy, PolicyError};
 use crate::registry::Registry;
 use crate::xmlrpc::Value;
 
+pub use logs::tail_of;
 pub use pkglist::InstalledRpm;
 pub use request::{
     BuildrootRequest, DnfOptions, KojiInputs, KojiLink, RepoSource, BUILDDIR, BUILD_NETWORK_KEY,
@@ -149,12 +150,9 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
-    /// `"<step> <status>; see <log> for more information"` and the log's tail.
+    /// [`StepFailure::summary`] and the log's tail (for fault messages and the CLI).
     pub fn message(&self) -> String {
-        let mut m = format!(
-            "{} {}; see {} for more information",
-            self.step, self.status, self.log
-        );
+        let mut m = self.summary();
         if !self.tail.is_empty() {
             m.push_str(&format!("\nLast lines of {}:\n{}", self.log, self.tail));
         }
@@ -162,9 +160,19 @@ impl StepFailure {
     }
 }
 
+impl StepFailure {
+    /// `"<step> <status>; see <log> for more information"` (what `Display` shows).
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {}; see {} for more information",
+            self.step, self.status, self.log
+        )
+    }
+}
+
 impl std::fmt::Display for StepFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message())
+        f.write_str(&self.summary())
     }
 }
 
@@ -483,6 +491,18 @@ pub const LOG_NAMES: &[&str] = &[
     "installed_pkgs.log",
     "mock_output.log",
 ];
+
+/// Buildroots being removed on background threads (dropped without destroy).
+pub(crate) static PENDING_CLEANUPS: AtomicU64 = AtomicU64::new(0);
+
+/// Wait (at most `max`) until buildroots dropped without [`Buildroot::destroy`] are
+/// removed: a command that is about to exit calls this so nothing is left behind.
+pub fn wait_for_cleanup(max: Duration) {
+    let t0 = std::time::Instant::now();
+    while PENDING_CLEANUPS.load(Ordering::SeqCst) > 0 && t0.elapsed() < max {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 #[allow(unused)]
 fn _assert_send() {

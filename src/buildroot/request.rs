@@ -218,6 +218,7 @@ impl BuildrootRequest {
                 .collect()
         };
         let rpmlist_url = format!("{}/rpmlist.jsonl", baseurls[0]);
+        let topdir_bind = topurls.is_empty().then(|| cfg.kojid.topdir.clone());
 
         let k = &cfg.kojid;
         let mut macros = BTreeMap::new();
@@ -292,6 +293,11 @@ impl BuildrootRequest {
             .collect();
         for (host, ctr) in inputs.binds {
             mounts.push(BindMount::new(host, ctr, false));
+        }
+        // Without topurl the repo is read from topdir, whose packages the repo reaches
+        // through its `toplink` symlink: the whole tree, read-only, at the same path.
+        if let Some(t) = topdir_bind {
+            mounts.push(BindMount::new(t.clone(), t, true));
         }
         let timeout = u64::try_from(k.rpmbuild_timeout).unwrap_or(0);
         Ok(BuildrootRequest {

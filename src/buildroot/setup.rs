@@ -323,7 +323,7 @@ struct Dirs {
     confdir: PathBuf,
 }
 
-fn make_dirs(req: &BuildrootRequest) -> Result<Dirs, BuildrootError> {
+fn make_dirs(req: &BuildrootRequest, mapping: &IdMapping) -> Result<Dirs, BuildrootError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(&req.workdir).map_err(BuildrootError::io("creating", &req.workdir))?;
     let suffix: String = (0..8)
@@ -340,6 +340,17 @@ fn make_dirs(req: &BuildrootRequest) -> Result<Dirs, BuildrootError> {
         std::fs::create_dir(p).map_err(BuildrootError::io("creating", p))?;
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755))
             .map_err(BuildrootError::io("chmod", p))?;
+    }
+    // As real root, host files belong to ids the containers do not map: hand
+    // /builddir to mockbuild's host ids here (rootless, the user is container root,
+    // and the container's prep step does it).
+    if mapping.mode == MappingMode::Root {
+        let (u, g) = (mapping.host_uid(MOCKBUILD_UID), mapping.host_gid(MOCK_GID));
+        std::os::unix::fs::chown(&d.builddir, u, g)
+            .map_err(BuildrootError::io("chown", &d.builddir))?;
+        let (u0, g0) = (mapping.host_uid(0), mapping.host_gid(0));
+        std::os::unix::fs::chown(&d.scmroot, u0, g0)
+            .map_err(BuildrootError::io("chown", &d.scmroot))?;
     }
     let pm_conf = dnf::dnf_conf(&req.dnf, &req.repos);
     for (name, text) in [
@@ -408,7 +419,32 @@ fn container_spec(
         spec.mounts.push(BindMount::new(scmroot, SCM_DIR, false));
     }
     spec.mounts.extend(req.mounts.iter().cloned());
+    for dir in file_repo_dirs(req) {
+        if !spec
+            .mounts
+            .iter()
+            .any(|m| dir.starts_with(&m.dst) && m.src == m.dst)
+        {
+            spec.mounts.push(BindMount::new(dir.clone(), dir, true));
+        }
+    }
     spec
+}
+
+/// Host directories of `file://` repos: bound read-only at the same path, so the
+/// URLs mean the same inside.
+fn file_repo_dirs(req: &BuildrootRequest) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = req
+        .repos
+        .iter()
+        .flat_map(|r| r.baseurls.iter())
+        .filter_map(|u| u.strip_prefix("file://"))
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.is_dir())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 fn host_name() -> String {
@@ -591,6 +627,20 @@ async fn run_step(
     Ok(st)
 }
 
+/// `chown -R -h` on the host (no symlink is followed).
+fn lchown_tree(root: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), BuildrootError> {
+    let mut todo = vec![root.to_owned()];
+    while let Some(p) = todo.pop() {
+        std::os::unix::fs::lchown(&p, uid, gid).map_err(BuildrootError::io("chown", &p))?;
+        let m = std::fs::symlink_metadata(&p).map_err(BuildrootError::io("stat", &p))?;
+        if m.is_dir() {
+            let rd = std::fs::read_dir(&p).map_err(BuildrootError::io("reading", &p))?;
+            todo.extend(rd.flatten().map(|e| e.path()));
+        }
+    }
+    Ok(())
+}
+
 /// The host side of `/builddir/build`.
 fn host_topdir(builddir: &Path) -> PathBuf {
     builddir.join("build")
@@ -615,14 +665,14 @@ pub(crate) async fn create(
             req.image.image,
             req.image.rule()
         ));
-        let dirs = make_dirs(&req)?;
+        let dirs = make_dirs(&req, b.mapping())?;
         let resultdir = req
             .resultdir
             .clone()
             .unwrap_or_else(|| req.workdir.join("result"));
         let res = build_up(b, req, logs, dirs, resultdir).await;
         if let Err(e) = &res {
-            warn!(error = %e, "buildroot not created");
+            debug!(error = %e, "buildroot not created");
         }
         res
     }
@@ -1694,6 +1744,16 @@ impl Inner {
 
     pub(crate) async fn hand_over(&mut self, dir: &Path) -> Result<(), BuildrootError> {
         let inside = self.container_path(dir)?.display().to_string();
+        let mapping = self.b.mapping().clone();
+        if mapping.mode == MappingMode::Root {
+            // Files the daemon (real root) wrote belong to an id the container does not
+            // map: change them from the host, never following symlinks.
+            let (u, g) = (mapping.host_uid(MOCKBUILD_UID), mapping.host_gid(MOCK_GID));
+            let dir = dir.to_owned();
+            return tokio::task::spawn_blocking(move || lchown_tree(&dir, u, g))
+                .await
+                .map_err(|e| BuildrootError::Config(format!("chown task: {e}")))?;
+        }
         let st = self
             .step(Step {
                 log: "root.log",
@@ -1756,9 +1816,13 @@ impl Drop for Inner {
         let rt = self.b.shared.runtime.clone();
         let private = self.private.clone();
         let c = self.container.clone();
+        let layers = std::mem::take(&mut self.layers);
+        super::PENDING_CLEANUPS.fetch_add(1, Ordering::SeqCst);
         std::thread::spawn(move || {
             let _ = c.destroy_blocking();
+            drop(layers);
             remove_private(&rt, &private);
+            super::PENDING_CLEANUPS.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }

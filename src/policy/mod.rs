@@ -109,6 +109,8 @@ pub enum ImageSource {
     Default,
     /// `[adjutant] default_image` because `policy_enabled` is off.
     Disabled,
+    /// Chosen outside the policy (e.g. `rebuild --image`); the text says by what.
+    Given(String),
 }
 
 /// An image chosen for a buildroot, and why.
@@ -144,6 +146,7 @@ impl Resolution {
             ),
             ImageSource::Default => "default_image (no tag extra or policy rule applies)".into(),
             ImageSource::Disabled => "default_image (policy_enabled is off)".into(),
+            ImageSource::Given(by) => by.clone(),
         }
     }
 }
