@@ -10,7 +10,9 @@
 //!   prune never deletes a blob a running pull has fetched but not yet referenced;
 //! - `blob-<hex>.lock` (exclusive): one download of a blob at a time, store-wide;
 //! - `layer-<key>-<hex>.lock`: exclusive while a layer is unpacked; containers may
-//!   hold it shared ([`super::LayerLease`]) so prune leaves their layers alone.
+//!   hold it shared ([`super::LayerLease`]) so prune leaves their layers alone;
+//! - `local-<mapping>-<key>.lock`: exclusive while a local layer is made or evicted,
+//!   shared while a container uses it ([`super::LocalLayer`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -84,6 +86,12 @@ impl FileLock {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Turn a held exclusive lock into a shared one (others may then take it shared;
+    /// never released in between).
+    pub fn downgrade(&self) -> io::Result<()> {
+        Self::flock(&self._file, libc::LOCK_SH).map(drop)
     }
 }
 

@@ -17,6 +17,7 @@ mod gc;
 mod import;
 mod layers;
 pub mod layout;
+mod local;
 pub mod lock;
 mod pull;
 
@@ -30,6 +31,7 @@ use tracing::info;
 pub use gc::PruneReport;
 pub use import::{default_name, ImportOptions};
 use layout::Layout;
+pub use local::{disk_usage, EvictReport, LocalLayer, LocalLayerInfo, LocalLayerSlot};
 use lock::FileLock;
 
 use crate::archive::SourceError;
