@@ -16,6 +16,7 @@ pub mod build_srpm_from_scm;
 pub mod calls;
 pub mod chainbuild;
 pub mod common;
+pub mod container;
 pub mod createrepo;
 pub mod new_repo;
 pub mod rebuild_srpm;
