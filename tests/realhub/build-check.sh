@@ -6,10 +6,12 @@
 # → moveBuildToScratch / completeBuild + tagBuild. Checks that both tasks close, the
 # rpms are in getTaskResult and download from topurl, and the build is tagged.
 #
-# BUILDROOT=host (the default until the container buildroot layer is registered):
-# the buildroot tasks run the host's rpmbuild through examples/hostbuild_daemon.rs —
-# every hub call is the real one, only the package build itself is not in a container.
-# Usage: tests/realhub/build-check.sh      (exit 0 when every check passes)
+# BUILDROOT=container (default): `koji-adjutant daemon` with container buildroots from
+# the rpmroot fixture image, imported into the daemon's store as
+# localhost/buildroot:latest (the image the realhub's dist-build extra names).
+# BUILDROOT=host: examples/hostbuild_daemon.rs, the same task handlers with the host's
+# rpmbuild instead of containers (the test double of tests/support/hostbroot.rs).
+# Usage: [BUILDROOT=host] tests/realhub/build-check.sh   (exit 0 when every check passes)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -27,8 +29,18 @@ cleanup() { [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null; wait 2
 trap cleanup EXIT
 
 "$realhub" status >/dev/null || { echo "realhub is not up"; exit 2; }
-(cd "$repo" && cargo build -q --example hostbuild_daemon) || exit 2
-daemon=$CARGO_TARGET_DIR/debug/examples/hostbuild_daemon
+buildroot=${BUILDROOT:-container}
+if [ "$buildroot" = host ]; then
+    (cd "$repo" && cargo build -q --example hostbuild_daemon) || exit 2
+    daemon=("$CARGO_TARGET_DIR/debug/examples/hostbuild_daemon" -c "$work/kojid.conf")
+else
+    (cd "$repo" && cargo build -q --bin koji-adjutant) || exit 2
+    bin=$CARGO_TARGET_DIR/debug/koji-adjutant
+    rpmroot=$("$repo/tests/fixtures/make-fixtures.sh" --rpmroot)/oci/rpmroot || exit 2
+    "$bin" image import --quiet --root "$work/store" "oci:$rpmroot:latest" localhost/buildroot:latest \
+        && ok "rpmroot imported as localhost/buildroot:latest" || { bad "image import"; exit 1; }
+    daemon=("$bin" daemon -c "$work/kojid.conf" --fg --force-lock --verbose)
+fi
 
 cat > "$work/kojid.conf" <<CONF
 [kojid]
@@ -45,6 +57,7 @@ max_retries = 5
 [adjutant]
 store_root = $work/store
 max_load_per_cpu = 0
+status_bind =
 CONF
 
 # an SRPM of the package the realhub lists in dist-dest, with a release unique to
@@ -73,10 +86,10 @@ rpmbuild -bs --define "_topdir $work/rpmbuild" "$work/realhub-hello.spec" >/dev/
 srpm=$work/rpmbuild/SRPMS/realhub-hello-1.0-$rel.src.rpm
 nvr=realhub-hello-1.0-$rel
 
-"$daemon" -c "$work/kojid.conf" >"$work/daemon.log" 2>&1 &
+"${daemon[@]}" >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 40); do grep -q "connected to the hub" "$work/daemon.log" && break; sleep 0.25; done
-grep -q "connected to the hub" "$work/daemon.log" && ok "daemon connected as $REALHUB_BUILDER" \
+grep -q "connected to the hub" "$work/daemon.log" && ok "daemon ($buildroot buildroots) connected as $REALHUB_BUILDER" \
     || { bad "daemon did not connect"; cat "$work/daemon.log"; exit 1; }
 
 taskid() { sed -n 's/^Created task: \([0-9]*\)$/\1/p' "$1"; }
@@ -115,6 +128,13 @@ koji call --json-output getBuildroot "$(python3 -c "import json; print(json.load
     >"$work/br.json" 2>&1
 python3 -c "import json; b=json.load(open('$work/br.json')); assert b['state']==3 and b['task_id']==$ba, b" \
     && ok "buildroot of $ba is EXPIRED and belongs to it" || { bad "buildroot state"; cat "$work/br.json"; }
+
+if [ "$buildroot" = container ]; then
+    curl -fsS "$REALHUB_TOPURL/work/tasks/$((ba % 10000))/$ba/mock_config.log" >"$work/mock_config.log" 2>/dev/null
+    grep -q "localhost/buildroot:latest" "$work/mock_config.log" \
+        && ok "buildArch $ba ran in localhost/buildroot:latest (mock_config.log)" \
+        || { bad "mock_config.log does not name the image"; head -30 "$work/mock_config.log"; }
+fi
 
 # ---- non-scratch build -----------------------------------------------------------------
 koji-user build --nowait dist "$srpm" >"$work/build.out" 2>&1
