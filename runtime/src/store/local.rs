@@ -7,9 +7,13 @@
 //! <root>/local-layers/<mapping>/<key>/layer/      the layer (overlay format, mapped ids)
 //!                                    /meta.json   {key, size, created, description}
 //!                                    /used        its mtime is the last use (LRU)
-//! <root>/locks/local-<mapping>-<key>.lock         shared: in use; exclusive: being
-//!                                                 made or evicted
+//! <root>/locks/local-<mapping>-<key>.lock         lease: shared while in use,
+//!                                                 exclusive while evicted
+//! <root>/locks/local-<mapping>-<key>.make.lock    exclusive while being made (or
+//!                                                 evicted)
 //! ```
+//!
+//! Makers wait only for other makers of the same key, never for its users.
 //!
 //! A layer is moved in (renamed, never copied) inside a temporary directory that is
 //! renamed to `<key>` only when complete, so a crash never leaves a half-made layer
@@ -46,7 +50,10 @@ pub struct LocalLayer {
 pub struct LocalLayerSlot {
     key: String,
     base: PathBuf,
+    /// The make lock (exclusive).
     lock: FileLock,
+    /// Path of the key's lease lock.
+    lease: PathBuf,
 }
 
 impl LocalLayerSlot {
@@ -78,8 +85,8 @@ impl LocalLayerSlot {
         if !complete(&dir) {
             return Ok(None);
         }
-        self.lock.downgrade().map_err(|source| StoreError::Io {
-            path: self.lock.path().to_owned(),
+        let lease = FileLock::shared(&self.lease).map_err(|source| StoreError::Io {
+            path: self.lease.clone(),
             source,
         })?;
         touch_used(&dir);
@@ -88,7 +95,7 @@ impl LocalLayerSlot {
             key: self.key,
             dir: dir.join("layer"),
             size,
-            _lease: self.lock,
+            _lease: lease,
         }))
     }
 }
@@ -220,6 +227,10 @@ impl Store {
         self.lock_path(&format!("local-{mapping_key}-{key}.lock"))
     }
 
+    fn local_make_lock(&self, mapping_key: &str, key: &str) -> PathBuf {
+        self.lock_path(&format!("local-{mapping_key}-{key}.make.lock"))
+    }
+
     /// The local layer `key` for `mapping`, leased (None if there is none). Blocks
     /// while the layer is being made or evicted. Records the use (LRU).
     pub fn local_layer(
@@ -248,8 +259,8 @@ impl Store {
     }
 
     /// Take the exclusive right to make the layer `key` (blocking while another
-    /// process makes it or a container uses it). Check [`LocalLayerSlot::exists`]
-    /// after: someone may have made it while we waited.
+    /// maker of the same key works; users of the layer do not block it). Check
+    /// [`LocalLayerSlot::exists`] after: someone may have made it while we waited.
     pub fn claim_local_layer(
         &self,
         mapping: &IdMapping,
@@ -258,12 +269,13 @@ impl Store {
         check_key(key)?;
         let base = self.local_base(mapping);
         layout::make_dir(&base)?;
-        let lp = self.local_lock(&mapping.cache_key(), key);
-        let lock = FileLock::exclusive(&lp).map_err(self.lock_err(&lp))?;
+        let mp = self.local_make_lock(&mapping.cache_key(), key);
+        let lock = FileLock::exclusive(&mp).map_err(self.lock_err(&mp))?;
         Ok(LocalLayerSlot {
             key: key.to_owned(),
             base,
             lock,
+            lease: self.local_lock(&mapping.cache_key(), key),
         })
     }
 
@@ -329,15 +341,17 @@ impl Store {
         info!(key = %slot.key, mb = size as f64 / 1e6, "local layer stored");
         let key = slot.key.clone();
         let dir = slot.base.join(&slot.key).join("layer");
-        slot.lock.downgrade().map_err(|source| StoreError::Io {
-            path: slot.lock.path().to_owned(),
+        // Leased before the make lock goes, so eviction cannot slip in between.
+        let lease = FileLock::shared(&slot.lease).map_err(|source| StoreError::Io {
+            path: slot.lease.clone(),
             source,
         })?;
+        drop(slot);
         Ok(LocalLayer {
             key,
             dir,
             size,
-            _lease: slot.lock,
+            _lease: lease,
         })
     }
 
@@ -442,9 +456,20 @@ impl Store {
         Ok(rep)
     }
 
-    fn try_local_lock(&self, mapping_key: &str, key: &str) -> Result<Option<FileLock>, StoreError> {
+    /// Both locks of a key, exclusively, if nobody makes or uses it.
+    fn try_local_lock(
+        &self,
+        mapping_key: &str,
+        key: &str,
+    ) -> Result<Option<(FileLock, FileLock)>, StoreError> {
+        let mp = self.local_make_lock(mapping_key, key);
+        let Some(make) = FileLock::try_exclusive(&mp).map_err(self.lock_err(&mp))? else {
+            return Ok(None);
+        };
         let lp = self.local_lock(mapping_key, key);
-        FileLock::try_exclusive(&lp).map_err(self.lock_err(&lp))
+        Ok(FileLock::try_exclusive(&lp)
+            .map_err(self.lock_err(&lp))?
+            .map(|lease| (make, lease)))
     }
 
     /// The mapping a `layers/<key>` (or `local-layers/<key>`) directory was made for.
@@ -590,15 +615,15 @@ mod tests {
         let slot = s.claim_local_layer(&m, "k").unwrap();
         let src = layer_src(d.path(), "u1", 100);
         let l = s.put_local_layer(slot, &m, &src, "first").unwrap();
-        drop(l);
-        // A racing maker that got the slot after: its own result is dropped.
+        // A racing maker that got the slot after: its own result is dropped. A user of
+        // the layer (`l`) does not make it wait.
         let slot = s.claim_local_layer(&m, "k").unwrap();
         assert!(slot.exists());
         let src2 = layer_src(d.path(), "u2", 100);
         let l2 = s.put_local_layer(slot, &m, &src2, "second").unwrap();
         assert!(!src2.exists());
         assert_eq!(s.local_layers().unwrap()[0].description, "first");
-        drop(l2);
+        drop((l, l2));
         // A crash leftover.
         let base = s.root().join("local-layers").join(m.cache_key());
         let junk = base.join(".tmp-k-1-2-deadbeef");

@@ -11,8 +11,9 @@
 //! - `blob-<hex>.lock` (exclusive): one download of a blob at a time, store-wide;
 //! - `layer-<key>-<hex>.lock`: exclusive while a layer is unpacked; containers may
 //!   hold it shared ([`super::LayerLease`]) so prune leaves their layers alone;
-//! - `local-<mapping>-<key>.lock`: exclusive while a local layer is made or evicted,
-//!   shared while a container uses it ([`super::LocalLayer`]).
+//! - `local-<mapping>-<key>.lock`: shared while a container uses a local layer
+//!   ([`super::LocalLayer`]), exclusive while it is evicted;
+//!   `local-<mapping>-<key>.make.lock`: exclusive while it is made (or evicted).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -88,11 +89,6 @@ impl FileLock {
         &self.path
     }
 
-    /// Turn a held exclusive lock into a shared one (others may then take it shared;
-    /// never released in between).
-    pub fn downgrade(&self) -> io::Result<()> {
-        Self::flock(&self._file, libc::LOCK_SH).map(drop)
-    }
 }
 
 #[cfg(test)]
