@@ -89,6 +89,20 @@ impl Env {
     }
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Rootless stores hold files of subordinate ids (layers, kept containers) that
+        // only a user namespace with the same mapping can remove.
+        if let Ok(cfg) = adjutant_runtime::container::RuntimeConfig::detect(self.dir.path()) {
+            if let Err(e) =
+                adjutant_runtime::userns::remove_tree(Path::new(BIN), &cfg.mapping, self.dir.path())
+            {
+                eprintln!("cleaning up {}: {e}", self.dir.path().display());
+            }
+        }
+    }
+}
+
 /// `["--rm", "-e", "X=1", "--", "sh", "-c", "..."]` → flags before `--`, command after.
 fn split_at_command<'a>(args: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
     match args.iter().position(|a| *a == "--") {
