@@ -430,6 +430,25 @@ fn run_images_from_the_store() {
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "c\nnew\n2\n1000:135 750\nchanged\n");
+
+        // The same with the single `lowerdir=` option of kernels before 6.8.
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(&env.store)
+            .args([
+                "run",
+                "--rm",
+                &multi,
+                "sh",
+                "-c",
+                "ls /opt/data; cat /opt/keep/x",
+            ])
+            .env("KOJI_ADJUTANT_OVERLAY_LOWERDIR", "legacy")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "c\nnew\n");
     });
 }
 
