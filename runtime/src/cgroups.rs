@@ -60,8 +60,10 @@ pub enum Flavour {
     V2,
 }
 
-/// Detect the cgroup layout and whether we may write it.
-pub fn probe() -> Support {
+/// Detect the cgroup layout and whether we may create cgroups under `parent`
+/// (relative to the hierarchy root). Unprivileged on cgroup v2 this needs a delegated
+/// subtree: configure `parent` to point into it (docs/runtime.md).
+pub fn probe(parent: &Path) -> Support {
     let setup = match get_cgroup_setup() {
         Ok(s) => s,
         Err(e) => return Support::Unavailable(format!("cannot detect the cgroup layout: {e}")),
@@ -76,13 +78,19 @@ pub fn probe() -> Support {
         ),
         CgroupSetup::Unified if root => Support::Available(Flavour::V2),
         CgroupSetup::Unified => {
-            let p = Path::new(CGROUP_ROOT);
+            // The parent, or the nearest existing ancestor that creating it would write.
+            let full = Path::new(CGROUP_ROOT).join(parent.strip_prefix("/").unwrap_or(parent));
+            let p = full
+                .ancestors()
+                .find(|a| a.is_dir())
+                .unwrap_or(Path::new(CGROUP_ROOT));
             if nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok() {
                 Support::Available(Flavour::V2)
             } else {
                 Support::Unavailable(format!(
-                    "{} is not writable (no delegated cgroup); containers run without limits",
-                    p.display()
+                    "{} is not writable (no delegated cgroup for {}); containers run without limits",
+                    p.display(),
+                    full.display()
                 ))
             }
         }

@@ -224,7 +224,7 @@ impl Runtime {
         let containers_dir = ensure_containers_dir(&cfg)?;
         let (lifeline_r, lifeline_w) = sys::pipe().map_err(|e| sys::SysError::new("pipe", e))?;
         let cgroups = if cfg.use_cgroups {
-            cgroups::probe()
+            cgroups::probe(&cfg.cgroup_parent)
         } else {
             Support::Unavailable("cgroups disabled by configuration".into())
         };

@@ -76,7 +76,7 @@ pub fn run_foreground(
     let cgroup_path = if spec.limits.is_empty() || !rcfg.use_cgroups {
         None
     } else {
-        match cgroups::probe() {
+        match cgroups::probe(&rcfg.cgroup_parent) {
             Support::Available(_) => Some(rcfg.cgroup_parent.join(&id)),
             Support::Unavailable(why) => {
                 warn!("limits {:?} not applied: {why}", spec.limits);
