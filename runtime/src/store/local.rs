@@ -50,8 +50,8 @@ pub struct LocalLayer {
 pub struct LocalLayerSlot {
     key: String,
     base: PathBuf,
-    /// The make lock (exclusive).
-    lock: FileLock,
+    /// The make lock (exclusive), held until the slot is dropped.
+    _make: FileLock,
     /// Path of the key's lease lock.
     lease: PathBuf,
 }
@@ -274,7 +274,7 @@ impl Store {
         Ok(LocalLayerSlot {
             key: key.to_owned(),
             base,
-            lock,
+            _make: lock,
             lease: self.local_lock(&mapping.cache_key(), key),
         })
     }
