@@ -556,8 +556,9 @@ impl Store {
     }
 }
 
-/// Assemble an [`ImageInfo`], checking that manifest and config agree.
-fn info_from(
+/// Assemble an [`ImageInfo`], checking that manifest and config agree. Public so that
+/// the fuzz targets (fuzz/, docs/fuzzing.md) can feed it hostile manifests and configs.
+pub fn info_from(
     name: &str,
     manifest_digest: &Digest,
     manifest_media_type: &str,
