@@ -622,7 +622,16 @@ pub fn info_from(
             diff_id: d.clone(),
         })
         .collect();
-    let size = manifest_size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    // Sizes are the manifest's claims (checked when the blobs arrive): add them without
+    // wrapping.
+    let size = m
+        .layers
+        .iter()
+        .try_fold(manifest_size.checked_add(m.config.size), |acc, l| {
+            acc.map(|a| a.checked_add(l.size))
+        })
+        .flatten()
+        .ok_or_else(|| invalid("the sizes of its blobs add up to more than 2^64 bytes".into()))?;
     Ok(ImageInfo {
         name: name.to_owned(),
         manifest_digest: manifest_digest.clone(),
@@ -686,5 +695,22 @@ mod tests {
         assert_eq!(info.config.history().len(), 1);
         let cfg = config(1, r#","history":7"#);
         assert!(info_from("x", &d, "m", 5, &m, cfg.as_bytes()).is_err());
+    }
+
+    /// Found by the image_manifest fuzz harness (a hostile seed): layer sizes whose sum
+    /// overflows u64
+    /// panicked (debug builds) or wrapped (release).
+    #[test]
+    fn blob_sizes_that_overflow_are_an_error() {
+        let d = Digest::of(b"m");
+        let m = manifest(&[u64::MAX, 1]);
+        let e = info_from("x", &d, "m", 5, &m, config(2, "").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let m = manifest(&[u64::MAX - 7]);
+        let e = info_from("x", &d, "m", 6, &m, config(1, "").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let m = manifest(&[u64::MAX - 7]);
+        let info = info_from("x", &d, "m", 5, &m, config(1, "").as_bytes()).unwrap();
+        assert_eq!(info.size, u64::MAX);
     }
 }
