@@ -698,8 +698,7 @@ mod tests {
     }
 
     /// Found by the image_manifest fuzz harness (a hostile seed): layer sizes whose sum
-    /// overflows u64
-    /// panicked (debug builds) or wrapped (release).
+    /// overflows u64 panicked (debug builds) or wrapped (release).
     #[test]
     fn blob_sizes_that_overflow_are_an_error() {
         let d = Digest::of(b"m");
