@@ -11,7 +11,8 @@ import hashlib
 import io
 import json
 import os
-import re
+import gzip
+import subprocess
 import sys
 import tarfile
 
@@ -145,6 +146,28 @@ def layer_seeds(corpus, fixtures):
             except (ValueError, tarfile.HeaderError):
                 continue  # e.g. a name too long for the format
             put(corpus, t, f"{name}-{fname}.tar", data)
+
+
+def stream_seeds(corpus):
+    """layer_stream: selector byte (0 gzip, 1 zstd, 2 none) + blob."""
+    t = "layer_stream"
+    layer = tar_bytes([("dir", "etc", {}), ("file", "etc/motd", {"data": b"hello\n" * 50})],
+                      tarfile.GNU_FORMAT)
+    gz = lambda b: gzip.compress(b, mtime=0)
+    put(corpus, t, "gzip", b"\x00" + gz(layer))
+    put(corpus, t, "gzip-members", b"\x00" + gz(layer[:700]) + gz(layer[700:]))
+    put(corpus, t, "gzip-padded", b"\x00" + gz(layer) + bytes(1024))
+    put(corpus, t, "gzip-garbage", b"\x00" + gz(layer) + b"junk")
+    put(corpus, t, "plain", b"\x02" + layer)
+    try:
+        z = subprocess.run(["zstd", "-q", "-c", "-3"], input=layer, capture_output=True,
+                           check=True).stdout
+        put(corpus, t, "zstd", b"\x01" + z)
+        put(corpus, t, "zstd-frames", b"\x01" + z + z)
+        # A skippable frame between two frames.
+        put(corpus, t, "zstd-skippable", b"\x01" + z + b"\x50\x2a\x4d\x18\x04\x00\x00\x00abcd" + z)
+    except (OSError, subprocess.CalledProcessError):
+        pass
 
 
 def sha(b):
@@ -302,6 +325,7 @@ def main():
         sys.exit(__doc__)
     corpus, fixtures, repo = sys.argv[1:]
     layer_seeds(corpus, fixtures)
+    stream_seeds(corpus)
     manifest_seeds(corpus, fixtures)
     archive_seeds(corpus)
     for i, r in enumerate(REFERENCES):

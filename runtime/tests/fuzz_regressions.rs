@@ -11,6 +11,8 @@ mod archive;
 mod manifest;
 #[path = "fuzz_harness/reference.rs"]
 mod reference;
+#[path = "fuzz_harness/stream.rs"]
+mod stream;
 #[path = "fuzz_harness/unpack.rs"]
 mod unpack;
 
@@ -53,6 +55,12 @@ fn replay(target: &str, mut check: impl FnMut(&[u8])) -> usize {
 fn layer_unpack_regressions() {
     let mut u = unpack::Unpacker::new();
     replay("layer_unpack", |d| u.check(d));
+}
+
+#[test]
+fn layer_stream_regressions() {
+    let mut s = stream::Streams::new();
+    replay("layer_stream", |d| s.check(d));
 }
 
 #[test]
