@@ -101,7 +101,24 @@ const ATTEMPT: &str = r#"attempt() { name=$1; shift; if ( eval "$*" ) >/dev/null
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_build_is_contained() {
     need_root();
+    hostile_build_body().await;
+}
+
+/// The same, with the daemon running as the unprivileged `adjutant-test` (rootless
+/// buildroot on subordinate ids, no cgroup limits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_build_is_contained_rootless() {
+    if !adjutant_testkit::as_test_user() {
+        return;
+    }
+    hostile_build_body().await;
+}
+
+async fn hostile_build_body() {
     let env = Env::new(false);
+    let mapping = adjutant_runtime::container::RuntimeConfig::detect(&env.store_root)
+        .unwrap()
+        .mapping;
     let base = env.dir.path().to_owned();
     // What a build host holds: kojid.conf with the hub credentials, the store, the
     // daemon's work dir. Made here with the test's paths (the real /etc/kojid is
@@ -244,7 +261,14 @@ async fn hostile_build_is_contained() {
         "the build reached the host's loopback"
     );
     // Files the build made are owned, on the host, by the mapped mockbuild ids.
-    assert_eq!(builddir_owner, (101000, 100135));
+    assert_eq!(
+        builddir_owner,
+        (
+            mapping.host_uid(1000).unwrap(),
+            mapping.host_gid(135).unwrap()
+        )
+    );
+    assert_ne!(builddir_owner.0, 0);
     assert_clean(&env, &work);
     assert_clean(&env, &neighbour_work);
 }
