@@ -101,7 +101,25 @@ impl Tree {
     ) -> Result<(Vec<PathBuf>, Vec<Refused>), BuildrootError> {
         let mut found = Vec::new();
         let mut refused = Vec::new();
-        let mut todo: Vec<PathBuf> = roots.iter().map(PathBuf::from).collect();
+        for r in roots {
+            let (f, x) = self.find_files_in(r, suffix, true)?;
+            found.extend(f);
+            refused.extend(x);
+        }
+        found.sort();
+        refused.sort_by(|a, b| a.rel.cmp(&b.rel));
+        Ok((found, refused))
+    }
+
+    fn find_files_in(
+        &self,
+        root: &str,
+        suffix: &str,
+        recurse: bool,
+    ) -> Result<(Vec<PathBuf>, Vec<Refused>), BuildrootError> {
+        let mut found = Vec::new();
+        let mut refused = Vec::new();
+        let mut todo = vec![PathBuf::from(root)];
         while let Some(rel) = todo.pop() {
             let fd = match self.open_beneath(&rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
                 Ok(fd) => fd,
@@ -133,7 +151,7 @@ impl Tree {
                     None => self.lstat_type(&child)?,
                 };
                 match t {
-                    nix::dir::Type::Directory => todo.push(child),
+                    nix::dir::Type::Directory if recurse => todo.push(child),
                     nix::dir::Type::File if ends_with(&name, suffix) => found.push(child),
                     other if ends_with(&name, suffix) => refused.push(Refused {
                         rel: child,
@@ -144,8 +162,22 @@ impl Tree {
             }
         }
         found.sort();
-        refused.sort_by(|a, b| a.rel.cmp(&b.rel));
         Ok((found, refused))
+    }
+
+    /// Names of the regular files directly in the directory `rel` whose names end
+    /// with `suffix` (sorted); an empty list if it is missing, a symlink or not a
+    /// directory.
+    pub(crate) fn file_names(&self, rel: &str, suffix: &str) -> Vec<String> {
+        let (found, _) = match self.find_files_in(rel, suffix, false) {
+            Ok(r) => r,
+            Err(_) => return Vec::new(),
+        };
+        found
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect()
     }
 
     fn lstat_type(&self, rel: &Path) -> Result<nix::dir::Type, BuildrootError> {
@@ -337,6 +369,13 @@ mod tests {
         t.copy_file(Path::new("build/RPMS/x86_64/good-1-1.x86_64.rpm"), &dst)
             .unwrap();
         assert_eq!(std::fs::read_to_string(&dst).unwrap(), "rpm");
+        // One directory's names, not following a symlinked directory.
+        assert_eq!(
+            t.file_names("build/RPMS/x86_64", ".rpm"),
+            vec!["good-1-1.x86_64.rpm".to_string()]
+        );
+        assert!(t.file_names("build/RPMS/hostdir", ".rpm").is_empty());
+        assert!(t.file_names("build/SRPMS", ".rpm").is_empty());
         // A base that is itself a symlink is refused.
         symlink(&tree, d.path().join("alias")).unwrap();
         assert!(Tree::open(&d.path().join("alias")).is_err());

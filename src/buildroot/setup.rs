@@ -649,11 +649,6 @@ async fn run_step(
     Ok(st)
 }
 
-/// The host side of `/builddir/build`.
-fn host_topdir(builddir: &Path) -> PathBuf {
-    builddir.join("build")
-}
-
 pub(crate) async fn create(
     b: &Buildroots,
     req: BuildrootRequest,
@@ -1240,16 +1235,10 @@ impl Inner {
 
     /// The one spec in `%_topdir/SPECS` (container path), or a failed step.
     fn find_spec(&self, step: &str) -> Result<String, StepFailure> {
-        let dir = host_topdir(&self.builddir).join("SPECS");
-        let mut specs: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".spec"))
-                    .collect()
-            })
+        // Listed without following a symlink the build may have put there.
+        let specs: Vec<String> = hostfs::Tree::open(&self.builddir)
+            .map(|t| t.file_names("build/SPECS", ".spec"))
             .unwrap_or_default();
-        specs.sort();
         let fail = |status: String| StepFailure {
             step: step.to_owned(),
             log: "build.log".into(),
