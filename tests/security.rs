@@ -94,6 +94,21 @@ fn counting_server() -> (u16, Arc<AtomicUsize>) {
     (port, hits)
 }
 
+/// An abstract unix socket server on the host that counts connections.
+fn abstract_server(name: &str) -> Arc<AtomicUsize> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let l = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for _ in l.incoming() {
+            h.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    hits
+}
+
 /// The attack script: every attempt prints `blocked: NAME` or `ESCAPED: NAME`.
 const ATTEMPT: &str = r#"attempt() { name=$1; shift; if ( eval "$*" ) >/dev/null 2>&1; then echo "ESCAPED: $name"; else echo "blocked: $name"; fi; }
 "#;
@@ -137,6 +152,9 @@ async fn hostile_build_body() {
     .unwrap();
     std::fs::set_permissions(&kojid, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (port, hits) = counting_server();
+    // An abstract unix socket on the host (these are scoped by network namespace).
+    let abstract_name = format!("ka-security-{}", std::process::id());
+    let abstract_hits = abstract_server(&abstract_name);
 
     // A neighbour buildroot, running at the same time, with a marker in its /builddir.
     let neighbour_req = env.request("neighbour");
@@ -178,6 +196,9 @@ async fn hostile_build_body() {
          attempt host-loopback \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'\"\n\
          attempt dns \"getent hosts koji.fedoraproject.org\"\n\
          attempt nameserver \"grep -q nameserver /etc/resolv.conf\"\n\
+         printf 'import socket\\ns = socket.socket(socket.AF_UNIX)\\ns.connect(b\"\\\\0{abstract_name}\")\\n' > /tmp/abstract.py\n\
+         attempt abstract-socket \"python3 /tmp/abstract.py\"\n\
+         attempt abstract-socket-refused \"! python3 /tmp/abstract.py 2>&1 | grep -q 'Connection refused'\"\n\
          attempt chown-host-root \"touch /builddir/mine && chown 0 /builddir/mine\"\n\
          echo attack-done\n",
         upper = neighbour_upper.display(),
@@ -233,6 +254,8 @@ async fn hostile_build_body() {
         "host-loopback",
         "dns",
         "nameserver",
+        "abstract-socket",
+        "abstract-socket-refused",
         "chown-host-root",
     ] {
         assert!(
@@ -255,6 +278,11 @@ async fn hostile_build_body() {
         .parse()
         .unwrap();
     assert!(pids < 20, "{pids} processes visible to the build");
+    assert_eq!(
+        abstract_hits.load(Ordering::SeqCst),
+        0,
+        "the build reached an abstract unix socket of the host"
+    );
     assert_eq!(
         hits.load(Ordering::SeqCst),
         0,
