@@ -320,10 +320,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Symlinks in the result directories pointing at host files: the daemon must not
-/// follow them when it collects the results (it runs as host root).
+/// follow them when it collects the results (as root it reads every file of the host).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn result_symlinks_are_refused() {
     need_root();
+    result_symlinks_are_refused_body().await;
+}
+
+/// The same with the daemon running as `adjutant-test` (rootless).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn result_symlinks_are_refused_rootless() {
+    if !adjutant_testkit::as_test_user() {
+        return;
+    }
+    result_symlinks_are_refused_body().await;
+}
+
+async fn result_symlinks_are_refused_body() {
     let env = Env::new(false);
     let base = env.dir.path().to_owned();
     let secret = base.join("host-secret.key");
@@ -387,6 +400,19 @@ async fn result_symlinks_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dnf_log_symlinks_are_not_followed() {
     need_root();
+    dnf_log_symlinks_are_not_followed_body().await;
+}
+
+/// The same with the daemon running as `adjutant-test` (rootless).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnf_log_symlinks_are_not_followed_rootless() {
+    if !adjutant_testkit::as_test_user() {
+        return;
+    }
+    dnf_log_symlinks_are_not_followed_body().await;
+}
+
+async fn dnf_log_symlinks_are_not_followed_body() {
     let env = Env::new(false);
     let repo = make_repo(env.dir.path());
     let secret = env.dir.path().join("kojid-host.key");
