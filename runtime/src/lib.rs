@@ -10,12 +10,19 @@
 //! `main`, before any thread is spawned.
 
 pub mod archive;
+pub mod caps;
+pub mod cgroups;
+pub mod container;
 pub mod digest;
+pub mod helper;
 pub mod idmap;
 pub mod layer;
 pub mod manifest;
+pub mod namespaces;
 pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod sys;
+pub mod userns;

@@ -201,6 +201,11 @@ pub fn run(root: Option<&Path>, cmd: ImageCommand) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    // Rootless unpacking (and pruning) with subordinate ids runs in a user namespace,
+    // through this binary's helper.
+    store.set_userns_runner(adjutant_runtime::userns::store_runner(PathBuf::from(
+        "/proc/self/exe",
+    )));
     match cmd {
         ImageCommand::Pull(a) => pull(&store, a),
         ImageCommand::Import(a) => import(&store, a),

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 pub mod daemon;
 pub mod image;
 mod progress;
+pub mod run;
 
 /// Exit codes scripts can rely on (documented in docs/cli.md).
 pub mod exit {
@@ -52,6 +53,8 @@ pub enum Command {
     /// Manage images in the store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run a command in a new container.
+    Run(Box<run::RunArgs>),
 }
 
 pub use image::ImageCommand;
@@ -76,17 +79,81 @@ pub fn main() -> ExitCode {
             init_logging(cli.log.as_deref());
             image::run(cli.root.as_deref(), c)
         }
+        Command::Run(args) => {
+            init_logging(cli.log.as_deref());
+            run::main(cli.root.unwrap_or_else(image::default_root), *args)
+        }
     }
 }
 
-/// Log to stderr, `warn` and up unless `--log`/`KOJI_ADJUTANT_LOG` says otherwise.
+/// Log to stderr; `--log`/`KOJI_ADJUTANT_LOG` is an EnvFilter. By default warnings and
+/// errors only, through [`Warnings`] (no span registry to set up: `run` starts in a few
+/// milliseconds and every one counts).
 fn init_logging(filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("warn"))
+    let Some(filter) = filter else {
+        let _ = tracing::subscriber::set_global_default(Warnings);
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .without_time()
         .try_init();
+}
+
+/// A minimal subscriber: WARN and ERROR events as `LEVEL target: message k=v` lines.
+/// (libcgroups warns about every controller this host lacks; that is not news.)
+struct Warnings;
+
+impl Warnings {
+    fn wanted(m: &tracing::Metadata<'_>) -> bool {
+        *m.level() <= tracing::Level::WARN && !m.target().starts_with("libcgroups")
+    }
+}
+
+impl tracing::Subscriber for Warnings {
+    fn register_callsite(
+        &self,
+        m: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if Self::wanted(m) {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        Self::wanted(m)
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::WARN)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                use std::fmt::Write;
+                if f.name() == "message" {
+                    let _ = write!(self.0, "{v:?}");
+                } else {
+                    let _ = write!(self.0, " {}={v:?}", f.name());
+                }
+            }
+        }
+        let mut line = Line(String::new());
+        e.record(&mut line);
+        let m = e.metadata();
+        eprintln!("{} {}: {}", m.level(), m.target(), line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 /// Invoked as `kojid` (e.g. a symlink, so an existing kojid.service works unchanged),

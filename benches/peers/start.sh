@@ -1,0 +1,176 @@
+#!/bin/bash
+# benches/peers/start.sh — container start and exec latency against peer runtimes.
+#
+# Start to exit of /bin/true in the fixture busybox image, with the same isolation
+# (user, mount, pid, net, uts, ipc namespaces; /proc, /dev, tmpfs /tmp) — one hyperfine
+# run with every peer — and exec into a running container against `podman exec`.
+# Writes a markdown table (stdout and $OUT).
+#
+#   benches/peers/start.sh            # as root; builds the release binary if needed
+#
+# Environment: RUNS (default 300), PODMAN_RUNS (default 30), OUT (default
+# /var/tmp/koji-adjutant-bench/start.md), KA_BIN (default target/release/koji-adjutant
+# under $CARGO_TARGET_DIR), SKIP_BUILD=1, SKIP_CRITERION=1.
+#
+# Notes on fairness, also printed under the table:
+# - ours: `koji-adjutant run --rm IMAGE` (the image already in the store and unpacked,
+#   as a daemon has it) — pid 1 reaper + the command, an overlay root with an
+#   in-memory upper layer, fresh /proc, /dev (tmpfs + device binds + devpts + shm),
+#   read-only /sys, tmpfs /tmp, masked /proc paths, hostname, lo up, caps and
+#   no_new_privs, uid/gid maps of 65536 ids. No cgroup (no limits asked).
+# - bwrap: `--unshare-all` (user, ipc, pid, net, uts, cgroup) with `--proc --dev --tmpfs`,
+#   a bind of the root (no overlay).
+# - unshare+chroot: user, mount, pid, net, ipc, uts namespaces; no /proc, /dev or /tmp.
+# - runc, crun: OCI bundles with user (0 → 100000, 65536 ids), mount, pid, net, uts, ipc
+#   namespaces, their default mounts plus a tmpfs /tmp; cgroups (cgroupfs) as they do
+#   by default. crun runs in a mount namespace where the hybrid host's
+#   cgroup.controllers is masked (it refuses hybrid hosts with a v2 controller).
+# - podman: `podman run --rm --network=none` (its own storage under $WORK).
+set -euo pipefail
+
+[ "$(id -u)" = 0 ] || { echo "start.sh: run as root (runc, crun and podman need it)" >&2; exit 2; }
+for t in hyperfine bwrap unshare runc crun podman python3; do
+    command -v "$t" >/dev/null || { echo "start.sh: $t is not installed" >&2; exit 2; }
+done
+
+HERE=$(cd "$(dirname "$0")/../.." && pwd)
+RUNS=${RUNS:-300}
+PODMAN_RUNS=${PODMAN_RUNS:-30}
+OUT=${OUT:-/var/tmp/koji-adjutant-bench/start.md}
+TARGET=${CARGO_TARGET_DIR:-$HERE/target}
+KA_BIN=${KA_BIN:-$TARGET/release/koji-adjutant}
+mkdir -p "$(dirname "$OUT")"
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    (cd "$HERE" && cargo build --release --bin koji-adjutant >&2)
+fi
+[ -x "$KA_BIN" ] || { echo "start.sh: no binary at $KA_BIN" >&2; exit 2; }
+
+FIX=$("$HERE/tests/fixtures/make-fixtures.sh")
+LAYER=$FIX/layers/busybox.tar
+[ -f "$LAYER" ] || { echo "start.sh: fixture layer $LAYER missing" >&2; exit 2; }
+
+WORK=$(mktemp -d /var/tmp/ka-bench-start.XXXXXX)
+chmod 755 "$WORK"
+PODMAN="podman --root $WORK/podman/root --runroot $WORK/podman/run --cgroup-manager=cgroupfs --events-backend=file"
+EXEC_CID=""
+cleanup() {
+    set +e
+    [ -n "$EXEC_CID" ] && $PODMAN rm -f "$EXEC_CID" >/dev/null 2>&1
+    $PODMAN rmi -a -f >/dev/null 2>&1
+    rmdir /sys/fs/cgroup/*/libpod_parent 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Root filesystems: ours and the OCI bundles' owned by container root (host 100000),
+# bwrap's and chroot's by host root.
+R=$WORK/rootfs-100000
+R0=$WORK/rootfs-0
+mkdir -p "$R" "$R0"
+tar -xf "$LAYER" -C "$R0" --numeric-owner
+tar -xf "$LAYER" -C "$R" --numeric-owner
+chown -hR 100000:100000 "$R"
+chmod 755 "$R" "$R0"
+
+# OCI bundle (runc's default spec, adjusted).
+B=$WORK/bundle
+mkdir -p "$B"
+(cd "$B" && runc spec)
+python3 - "$B/config.json" "$R" <<'EOF'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["process"]["terminal"] = False
+c["process"]["args"] = ["/bin/true"]
+c["root"] = {"path": sys.argv[2], "readonly": False}
+ns = c["linux"]["namespaces"]
+for t in ("user", "network"):
+    if not any(n["type"] == t for n in ns):
+        ns.append({"type": t})
+c["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+c["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev", "mode=1777"]})
+# Root cannot raise rlimits above this host's hard limits.
+c["process"].pop("rlimits", None)
+json.dump(c, open(p, "w"), indent=1)
+EOF
+
+# Podman image from the fixture layout.
+$PODMAN pull -q "oci:$FIX/oci/busybox:latest" >/dev/null
+IMG=$($PODMAN images -q | head -1)
+PODMAN_RUN="$PODMAN run --rm --network=none --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 $IMG /bin/true"
+
+# Our store, with the busybox image imported and unpacked (as a daemon would have it).
+STORE=$WORK/store
+"$KA_BIN" --root "$STORE" image pull "oci:$FIX/oci/busybox:latest" >/dev/null 2>&1
+"$KA_BIN" --root "$STORE" run --rm localhost/busybox:latest /bin/true
+EMPTY=$WORK/empty-controllers
+: > "$EMPTY"
+
+# Everything runs in one private mount namespace where cgroup2's controller list is
+# empty (crun's hybrid-host refusal); the others do not look at it.
+cat > "$WORK/hyperfine.sh" <<EOF
+#!/bin/bash
+set -e
+mount --bind $EMPTY /sys/fs/cgroup/unified/cgroup.controllers
+hyperfine -N --warmup 20 --runs $RUNS --export-json $WORK/start.json \\
+  -n "koji-adjutant run --rm" "$KA_BIN --root $STORE run --rm localhost/busybox:latest /bin/true" \\
+  -n "koji-adjutant run --rm --rootfs" "$KA_BIN --root $STORE run --rm --rootfs $R /bin/true" \\
+  -n "bwrap" "bwrap --unshare-all --bind $R0 / --proc /proc --dev /dev --tmpfs /tmp /bin/true" \\
+  -n "unshare+chroot" "unshare --user --map-root-user --mount --pid --net --ipc --uts --fork chroot $R0 /bin/true" \\
+  -n "crun run" "crun --root $WORK/crun-root run --bundle $B c1" \\
+  -n "runc run" "runc --root $WORK/runc-root run --bundle $B r1"
+hyperfine -N --warmup 3 --runs $PODMAN_RUNS --export-json $WORK/podman.json \\
+  -n "podman run --rm" "$PODMAN_RUN"
+# Exec into a running container (podman's container also needs the masked list).
+cid=\$($PODMAN run -d --network=none --ulimit nofile=20000:20000 --ulimit nproc=4096:4096 $IMG sleep 100000)
+echo "\$cid" > $WORK/exec-cid
+hyperfine -N --warmup 5 --runs $PODMAN_RUNS --export-json $WORK/podman-exec.json \\
+  -n "podman exec" "$PODMAN exec \$cid /bin/true"
+$PODMAN rm -f \$cid >/dev/null
+EOF
+chmod +x "$WORK/hyperfine.sh"
+unshare -m --propagation private "$WORK/hyperfine.sh" >&2
+
+EXEC_CID=$(cat "$WORK/exec-cid" 2>/dev/null || true)
+# Ours: criterion, through the runtime API, re-executing the same release binary as
+# the daemon would.
+CRIT=""
+if [ -z "${SKIP_CRITERION:-}" ]; then
+    (cd "$HERE" && KA_BENCH_HELPER=$KA_BIN cargo bench -p adjutant-runtime --bench containers -- exec_true >&2)
+    CRIT=$TARGET/criterion/container/exec_true/new/estimates.json
+fi
+
+python3 - "$WORK" "$CRIT" "$OUT" "$RUNS" "$PODMAN_RUNS" <<'EOF'
+import json, sys, os, platform
+work, crit, out, runs, pruns = sys.argv[1:6]
+rows = []
+for f in ("start.json", "podman.json"):
+    for r in json.load(open(os.path.join(work, f)))["results"]:
+        rows.append((r["command"], r["median"] * 1000, r["mean"] * 1000, r["stddev"] * 1000,
+                     len(r["times"])))
+ours = next(m for n, m, *_ in rows if n == "koji-adjutant run --rm")
+bwrap = next(m for n, m, *_ in rows if n == "bwrap")
+lines = ["## Start to exit of /bin/true (busybox), one hyperfine run", "",
+         "| runtime | median ms | mean ± σ ms | runs | median / ours |",
+         "|---|---:|---:|---:|---:|"]
+for n, med, mean, sd, k in rows:
+    lines.append(f"| {n} | {med:.2f} | {mean:.2f} ± {sd:.2f} | {k} | {med / ours:.2f}× |")
+lines += ["", f"ours / bwrap = {ours / bwrap:.2f}× (target ≤ 1.0×); "
+          f"podman / ours = {next(m for n, m, *_ in rows if n.startswith('podman')) / ours:.1f}× (target ≥ 30×)", ""]
+pe = json.load(open(os.path.join(work, "podman-exec.json")))["results"][0]
+lines += ["## Exec /bin/true into a running container", "",
+          "| runtime | median ms | how |", "|---|---:|---|",
+          f"| podman exec | {pe['median'] * 1000:.2f} | hyperfine, {len(pe['times'])} runs (CLI start included) |"]
+if crit:
+    c = json.load(open(crit))
+    lines.append(f"| koji-adjutant Container::exec | {c['median']['point_estimate'] / 1e6:.2f} | "
+                 "criterion (runtime API: helper re-exec, setns, fork, exec, wait) |")
+lines += ["", f"Host: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
+          f"load average at the end {os.getloadavg()[0]:.2f}.", ""]
+text = "\n".join(lines)
+open(out, "w").write(text)
+print(text)
+EOF
