@@ -430,5 +430,51 @@ fn run_images_from_the_store() {
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "c\nnew\n2\n1000:135 750\nchanged\n");
+
+        // The same with the single `lowerdir=` option of kernels before 6.8.
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(&env.store)
+            .args([
+                "run",
+                "--rm",
+                &multi,
+                "sh",
+                "-c",
+                "ls /opt/data; cat /opt/keep/x",
+            ])
+            .env("KOJI_ADJUTANT_OVERLAY_LOWERDIR", "legacy")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "c\nnew\n");
     });
+}
+
+#[test]
+fn helper_subcommands_are_not_for_people() {
+    // The hidden helper entry point refuses unknown kinds, and a helper started by
+    // hand (without the fds the runtime passes) fails cleanly instead of hanging.
+    let out = Command::new(BIN)
+        .args(["__adjutant-helper", "bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown helper"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Command::new(BIN)
+        .args(["__adjutant-helper", "userns"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("job config"),
+        "{}",
+        text(&out.stderr)
+    );
 }

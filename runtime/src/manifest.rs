@@ -338,6 +338,31 @@ mod tests {
         assert!(oci_form(&back).is_none());
     }
 
+    /// Found by the image_manifest fuzz target: a number in an unknown field changed
+    /// when the document was written back (serde_json's fast float parsing is not exact
+    /// without its `float_roundtrip` feature).
+    #[test]
+    fn unknown_numbers_survive_a_rewrite() {
+        let idx = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{D1}","size":1,
+            "platform":{{"architecture":"arm64","os":"linux","x":[24e-31,0.1,1e300,123456789012345678901]}}}}]}}"#,
+            media::OCI_MANIFEST
+        );
+        let Document::Index(i) = parse_document(idx.as_bytes(), None).unwrap() else {
+            panic!()
+        };
+        let x = &i.manifests[0].platform.as_ref().unwrap().extra["x"];
+        assert_eq!(x[0].as_f64(), Some(2.4e-30));
+        let again = serde_json::to_vec(&i).unwrap();
+        let Document::Index(j) = parse_document(&again, None).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::to_value(&i).unwrap(),
+            serde_json::to_value(&j).unwrap()
+        );
+    }
+
     #[test]
     fn index_selects_platform() {
         let idx = format!(

@@ -161,7 +161,12 @@ impl RegistryRef {
             return Err(ReferenceError::Empty);
         }
         if s.len() > 4096 {
-            return Err(invalid(&s[..64], "longer than 4096 bytes"));
+            // Name it by its first 64 bytes, cut at a character boundary.
+            let mut end = 64;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            return Err(invalid(&s[..end], "longer than 4096 bytes"));
         }
         let (name_tag, digest) = match s.rsplit_once('@') {
             Some((n, d)) => (
@@ -451,6 +456,25 @@ mod tests {
         }
         let long = "a".repeat(300);
         assert!(RegistryRef::parse(&long).is_err());
+    }
+
+    /// Found by the image_reference fuzz target: an over-long reference whose 64th byte
+    /// is inside a multi-byte character panicked while naming it in the error.
+    #[test]
+    fn over_long_reference_with_multibyte_characters_is_an_error() {
+        for prefix in ["", "a", "ab"] {
+            let s = format!("{prefix}{}", "é".repeat(2100));
+            let e = RegistryRef::parse(&s).unwrap_err();
+            let ReferenceError::Invalid { reference, reason } = &e else {
+                panic!("{e:?}")
+            };
+            assert!(reason.contains("longer than 4096"), "{e}");
+            assert!(
+                reference.len() <= 64 && s.starts_with(reference.as_str()),
+                "{e}"
+            );
+            assert!(RegistryRef::parse_local_name(&s).is_err());
+        }
     }
 
     #[test]

@@ -147,6 +147,44 @@ pub unsafe fn clone3(flags: u64, exit_signal: libc::c_int) -> nix::Result<Forked
     }
 }
 
+/// Run `f` in a child made with `clone(CLONE_VM | CLONE_VFORK)` on its own stack (what
+/// `posix_spawn` does): no page tables are copied and this process sleeps until the
+/// child has called `execve` or `_exit`, which `f` must end with.
+///
+/// # Safety
+/// The child shares this process's memory while it runs: the caller must be
+/// single-threaded, `f` must not return or unwind, must not touch state the parent relies
+/// on (it may allocate: the parent is suspended, so no allocator lock is held), and
+/// signal handlers it could run must be harmless (the child gets a copy of the handler
+/// table, not a shared one).
+pub unsafe fn vfork_exec(f: &mut dyn FnMut()) -> nix::Result<Pid> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut()` below, alive until we exec/exit.
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut()) };
+        f();
+        // `f` must not return; if it does, leave without touching shared state.
+        unsafe { libc::_exit(127) }
+    }
+    const STACK: usize = 512 * 1024;
+    let mut stack = vec![0u8; STACK];
+    // 16-byte aligned top of the stack (it grows down).
+    let top = (stack.as_mut_ptr() as usize + STACK) & !15;
+    let mut f = f;
+    let arg = &mut f as *mut &mut dyn FnMut() as *mut libc::c_void;
+    let pid = libc::clone(
+        trampoline,
+        top as *mut libc::c_void,
+        libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+        arg,
+    );
+    drop(stack);
+    if pid < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(Pid::from_raw(pid))
+    }
+}
+
 /// `pidfd_open(pid, 0)`.
 pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: plain syscall; on success the kernel returns a new fd we own.

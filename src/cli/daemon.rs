@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{apply_rlimits, Config, DaemonArgs};
-use crate::daemon::{default_handlers, Daemon, DaemonExit};
+use crate::daemon::{Daemon, DaemonExit};
 use crate::registry::Registry;
 use crate::status::StatusServer;
 
@@ -140,16 +140,20 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
         };
         let shutdown = CancellationToken::new();
         let outcome = async {
-            let daemon =
-                match Daemon::connect(cfg.clone(), default_handlers(), registry, shutdown.clone())
-                    .await
-                {
-                    Ok(d) => d,
-                    Err(e) => {
-                        error!("Error: {e}");
-                        return Err(());
-                    }
-                };
+            let daemon = match Daemon::connect(
+                cfg.clone(),
+                crate::tasks::container::daemon_handlers(&cfg, &registry),
+                registry,
+                shutdown.clone(),
+            )
+            .await
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    error!("Error: {e}");
+                    return Err(());
+                }
+            };
             if cfg.flags.skip_main {
                 let _ = daemon.logout().await;
                 return Ok(DaemonExit::Stopped);

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 pub mod daemon;
 pub mod image;
 mod progress;
+pub mod rebuild;
 pub mod run;
 
 /// Exit codes scripts can rely on (documented in docs/cli.md).
@@ -55,6 +56,8 @@ pub enum Command {
     Image(ImageCommand),
     /// Run a command in a new container.
     Run(Box<run::RunArgs>),
+    /// Rebuild an SRPM (or a spec directory) locally in a buildroot container.
+    Rebuild(Box<rebuild::RebuildArgs>),
 }
 
 pub use image::ImageCommand;
@@ -82,6 +85,10 @@ pub fn main() -> ExitCode {
         Command::Run(args) => {
             init_logging(cli.log.as_deref());
             run::main(cli.root.unwrap_or_else(image::default_root), *args)
+        }
+        Command::Rebuild(args) => {
+            init_logging(cli.log.as_deref());
+            rebuild::main(cli.root.unwrap_or_else(image::default_root), *args)
         }
     }
 }

@@ -85,7 +85,16 @@ pub fn main(root: PathBuf, args: RunArgs) -> ExitCode {
     match run(root, args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            // The chain of causes, without repeating what a message already includes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let t = cause.to_string();
+                if !msg.contains(&t) {
+                    msg.push_str(": ");
+                    msg.push_str(&t);
+                }
+            }
+            eprintln!("Error: {msg}");
             ExitCode::from(exit::RUNTIME)
         }
     }

@@ -270,6 +270,12 @@ impl Config {
     /// Read a kojid.conf (file or directory) into this config.
     pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
         let ini = kojid::IniFile::read_path(path)?;
+        self.apply_ini(&ini, path)
+    }
+
+    /// Apply what was read from kojid.conf (`path` is the file or directory it came
+    /// from, for messages).
+    pub fn apply_ini(&mut self, ini: &kojid::IniFile, path: &Path) -> Result<(), ConfigError> {
         if ini.files.is_empty() {
             self.warnings.push(format!(
                 "config file {} not found; using defaults, environment and options",

@@ -2,9 +2,13 @@
 
 #![allow(dead_code)]
 
+pub mod buildenv;
+pub mod fakebuilds;
 pub mod fakehub;
 pub mod fakerepos;
+pub mod hostbroot;
 pub mod repodata;
+pub mod topurl;
 
 use std::future::Future;
 use std::path::Path;

@@ -33,6 +33,12 @@ pub enum DestroyError {
         path: PathBuf,
         errno: Errno,
     },
+    #[error("container {id}: keeping the writable layer as {path}: {message}")]
+    Keep {
+        id: String,
+        path: PathBuf,
+        message: String,
+    },
 }
 
 /// How long to wait for the processes of a killed container to leave its cgroup.

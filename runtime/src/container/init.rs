@@ -20,7 +20,7 @@ use nix::sys::signal::{
 };
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, setgroups, setresgid, setresuid, ForkResult, Gid, Pid, Uid};
+use nix::unistd::{setgroups, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::container::launch::LaunchConfig;
 use crate::container::{mounts, network, process, rootfs};
@@ -226,14 +226,18 @@ fn setup(
     let main_child = match &cfg.process {
         None => None,
         Some(spec) => {
-            // SAFETY: this process is single-threaded.
-            match ctx(unsafe { fork() }, "fork")? {
-                ForkResult::Child => match process::exec(spec, setgroups_ok) {
-                    Err(f) => process::exit_with(&f, None),
-                    Ok(never) => match never {},
-                },
-                ForkResult::Parent { child } => Some(child),
-            }
+            // posix_spawn-style: the command's process shares our memory until its
+            // execve (no page tables copied, no copy-on-write faults).
+            let mut run = || match process::exec(spec, setgroups_ok) {
+                Err(f) => process::exit_with(&f, None),
+                Ok(never) => match never {},
+            };
+            // SAFETY: single-threaded; `run` ends in execve or _exit; our signal
+            // handlers are no-ops.
+            Some(ctx(
+                unsafe { sys::vfork_exec(&mut run) },
+                "clone(CLONE_VFORK)",
+            )?)
         }
     };
     Ok((sfd, main_child))

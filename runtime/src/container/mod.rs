@@ -1137,6 +1137,53 @@ impl Container {
 
     /// [`Container::destroy`] for non-async callers.
     pub fn destroy_blocking(&self) -> Result<(), DestroyError> {
+        self.destroy_inner(None).map(drop)
+    }
+
+    /// The container's writable layer (`<root>/containers/<id>/upper`), if its root
+    /// is an overlay.
+    pub fn upper_dir(&self) -> Option<PathBuf> {
+        let p = self.inner.dir.join("upper");
+        p.is_dir().then_some(p)
+    }
+
+    /// Stop the container and keep its writable layer: the upper directory is moved
+    /// (renamed, never copied) to `dst`, which must not exist and must be on the same
+    /// filesystem as the store; then the rest is destroyed as by
+    /// [`Container::destroy`]. The result can be used as an overlay lower layer of
+    /// another container on top of the same layers (whiteouts and opaque directories
+    /// stay overlay-formatted). Only for overlay roots.
+    pub async fn commit_upper(&self, dst: &Path) -> Result<(), DestroyError> {
+        let me = self.clone();
+        let dst = dst.to_owned();
+        tokio::task::spawn_blocking(move || me.commit_upper_blocking(&dst))
+            .await
+            .unwrap_or_else(|e| {
+                Err(DestroyError::Keep {
+                    id: String::new(),
+                    path: PathBuf::new(),
+                    message: format!("commit task failed: {e}"),
+                })
+            })
+    }
+
+    /// [`Container::commit_upper`] for non-async callers.
+    pub fn commit_upper_blocking(&self, dst: &Path) -> Result<(), DestroyError> {
+        match self.destroy_inner(Some(dst))? {
+            true => Ok(()),
+            false => Err(DestroyError::Keep {
+                id: self.inner.id.clone(),
+                path: dst.to_owned(),
+                message: "the container has no writable layer left (not an overlay root, \
+                          or already destroyed)"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Tear down; with `keep`, move the upper dir there once nothing can write to it.
+    /// Returns whether the upper dir was kept.
+    fn destroy_inner(&self, keep: Option<&Path>) -> Result<bool, DestroyError> {
         let i = &self.inner;
         let _g = info_span!("container", id = %i.id).entered();
         let live = i.live.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -1154,6 +1201,18 @@ impl Container {
             destroy::remove_cgroup(&i.id, cg)?;
         }
         destroy::unmount_under(&i.id, &i.dir)?;
+        let mut kept = false;
+        if let Some(dst) = keep {
+            let upper = i.dir.join("upper");
+            if upper.is_dir() {
+                std::fs::rename(&upper, dst).map_err(|e| DestroyError::Keep {
+                    id: i.id.clone(),
+                    path: dst.to_owned(),
+                    message: format!("moving {} there: {e}", upper.display()),
+                })?;
+                kept = true;
+            }
+        }
         destroy::remove_dir(
             &i.id,
             &i.shared.cfg.helper_exe,
@@ -1165,8 +1224,8 @@ impl Container {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&i.id);
-        info!("container destroyed");
-        Ok(())
+        info!(kept_upper = kept, "container destroyed");
+        Ok(kept)
     }
 }
 

@@ -806,7 +806,7 @@ fn parse_pax_time(v: &[u8]) -> Option<(i64, u32)> {
     let nsec: u32 = digits.parse().ok()?;
     if s.starts_with('-') && nsec > 0 {
         // -1.5 is 1.5 s before the epoch: secs -2, nsec 0.5e9.
-        return Some((secs - 1, 1_000_000_000 - nsec));
+        return Some((secs.checked_sub(1)?, 1_000_000_000 - nsec));
     }
     Some((secs, nsec))
 }
@@ -826,6 +826,14 @@ mod tests {
         assert_eq!(parse_pax_time(b"-1.5"), Some((-2, 500_000_000)));
         assert_eq!(parse_pax_time(b"x"), None);
         assert_eq!(parse_pax_time(b"1.x"), None);
+        // The earliest representable time, and one half second before it (found while
+        // fuzzing the unpacker: the borrow overflowed).
+        assert_eq!(parse_pax_time(b"-9223372036854775808"), Some((i64::MIN, 0)));
+        assert_eq!(parse_pax_time(b"-9223372036854775808.5"), None);
+        assert_eq!(
+            parse_pax_time(b"-9223372036854775807.5"),
+            Some((i64::MIN, 500_000_000))
+        );
     }
 
     #[test]

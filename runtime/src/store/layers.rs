@@ -191,7 +191,7 @@ impl Store {
         Ok(Some(stats))
     }
 
-    fn remove_dir(
+    pub(super) fn remove_dir(
         &self,
         p: &Path,
         mapping: &IdMapping,

@@ -10,7 +10,10 @@
 //!   prune never deletes a blob a running pull has fetched but not yet referenced;
 //! - `blob-<hex>.lock` (exclusive): one download of a blob at a time, store-wide;
 //! - `layer-<key>-<hex>.lock`: exclusive while a layer is unpacked; containers may
-//!   hold it shared ([`super::LayerLease`]) so prune leaves their layers alone.
+//!   hold it shared ([`super::LayerLease`]) so prune leaves their layers alone;
+//! - `local-<mapping>-<key>.lock`: shared while a container uses a local layer
+//!   ([`super::LocalLayer`]), exclusive while it is evicted;
+//!   `local-<mapping>-<key>.make.lock`: exclusive while it is made (or evicted).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -85,6 +88,7 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
 }
 
 #[cfg(test)]

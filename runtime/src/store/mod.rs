@@ -17,6 +17,7 @@ mod gc;
 mod import;
 mod layers;
 pub mod layout;
+mod local;
 pub mod lock;
 mod pull;
 
@@ -30,6 +31,7 @@ use tracing::info;
 pub use gc::PruneReport;
 pub use import::{default_name, ImportOptions};
 use layout::Layout;
+pub use local::{disk_usage, EvictReport, LocalLayer, LocalLayerInfo, LocalLayerSlot};
 use lock::FileLock;
 
 use crate::archive::SourceError;
@@ -556,8 +558,24 @@ impl Store {
     }
 }
 
-/// Assemble an [`ImageInfo`], checking that manifest and config agree.
-fn info_from(
+/// Parse an image configuration. `history` is OPTIONAL in the image-spec (images built
+/// with `buildah --omit-history`, `umoci --no-history`, ko or apko have none) but
+/// oci-spec 0.7 requires it (youki-dev/oci-spec-rs#287, fixed in 0.8): a missing or
+/// null `history` reads as empty.
+pub fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    if let Some(obj) = v.as_object_mut() {
+        let h = obj.entry("history").or_insert(serde_json::Value::Null);
+        if h.is_null() {
+            *h = serde_json::Value::Array(Vec::new());
+        }
+    }
+    serde_json::from_value(v)
+}
+
+/// Assemble an [`ImageInfo`], checking that manifest and config agree. Public so that
+/// the fuzz targets (fuzz/, docs/fuzzing.md) can feed it hostile manifests and configs.
+pub fn info_from(
     name: &str,
     manifest_digest: &Digest,
     manifest_media_type: &str,
@@ -570,7 +588,7 @@ fn info_from(
         reason,
     };
     m.check_image().map_err(invalid)?;
-    let config: ImageConfiguration = serde_json::from_slice(cfg_bytes).map_err(|e| {
+    let config = parse_config(cfg_bytes).map_err(|e| {
         invalid(format!(
             "config {} is not an image configuration: {e}",
             m.config.digest
@@ -606,7 +624,16 @@ fn info_from(
             diff_id: d.clone(),
         })
         .collect();
-    let size = manifest_size + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+    // Sizes are the manifest's claims (checked when the blobs arrive): add them without
+    // wrapping.
+    let size = m
+        .layers
+        .iter()
+        .try_fold(manifest_size.checked_add(m.config.size), |acc, l| {
+            acc.map(|a| a.checked_add(l.size))
+        })
+        .flatten()
+        .ok_or_else(|| invalid("the sizes of its blobs add up to more than 2^64 bytes".into()))?;
     Ok(ImageInfo {
         name: name.to_owned(),
         manifest_digest: manifest_digest.clone(),
@@ -618,4 +645,73 @@ fn info_from(
         diff_ids,
         size,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn manifest(layer_sizes: &[u64]) -> Manifest {
+        let layers: Vec<String> = layer_sizes
+            .iter()
+            .map(|s| {
+                format!(
+                    r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{D2}","size":{s}}}"#
+                )
+            })
+            .collect();
+        let m = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"{}","digest":"{D1}","size":2}},"layers":[{}]}}"#,
+            manifest::media::OCI_CONFIG,
+            layers.join(",")
+        );
+        match manifest::parse_document(m.as_bytes(), Some(manifest::media::OCI_MANIFEST)) {
+            Ok(Document::Manifest(m)) => *m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn config(layers: usize, history: &str) -> String {
+        let ids = vec![format!("{D2:?}"); layers].join(",");
+        format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[{ids}]}}{history}}}"#
+        )
+    }
+
+    #[test]
+    fn config_history_is_optional() {
+        let m = manifest(&[10]);
+        let d = Digest::of(b"m");
+        for history in ["", r#","history":null"#, r#","history":[]"#] {
+            let cfg = config(1, history);
+            let info = info_from("x", &d, "m", 5, &m, cfg.as_bytes())
+                .unwrap_or_else(|e| panic!("{cfg}: {e}"));
+            assert!(info.config.history().is_empty());
+            assert_eq!(info.size, 5 + 2 + 10);
+        }
+        let cfg = config(1, r#","history":[{"created_by":"x","empty_layer":true}]"#);
+        let info = info_from("x", &d, "m", 5, &m, cfg.as_bytes()).unwrap();
+        assert_eq!(info.config.history().len(), 1);
+        let cfg = config(1, r#","history":7"#);
+        assert!(info_from("x", &d, "m", 5, &m, cfg.as_bytes()).is_err());
+    }
+
+    /// Found by the image_manifest fuzz harness (a hostile seed): layer sizes whose sum
+    /// overflows u64 panicked (debug builds) or wrapped (release).
+    #[test]
+    fn blob_sizes_that_overflow_are_an_error() {
+        let d = Digest::of(b"m");
+        let m = manifest(&[u64::MAX, 1]);
+        let e = info_from("x", &d, "m", 5, &m, config(2, "").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let m = manifest(&[u64::MAX - 7]);
+        let e = info_from("x", &d, "m", 6, &m, config(1, "").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("more than 2^64"), "{e}");
+        let m = manifest(&[u64::MAX - 7]);
+        let info = info_from("x", &d, "m", 5, &m, config(1, "").as_bytes()).unwrap();
+        assert_eq!(info.size, u64::MAX);
+    }
 }
