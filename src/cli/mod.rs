@@ -32,7 +32,10 @@ pub mod exit {
 #[command(
     name = "koji-adjutant",
     version,
-    about = "A Koji build host daemon with its own rootless container runtime"
+    about = "A Koji build host daemon with its own rootless container runtime",
+    after_help = "Run as `kojid` (the installed symlink) it is `koji-adjutant daemon`, with kojid's \
+                  flags. Start with `koji-adjutant check`. Documentation: \
+                  /usr/share/doc/koji-adjutant/ (operator-guide.md, troubleshooting.md, config.md)."
 )]
 pub struct Cli {
     /// Image and container store (default /var/lib/koji-adjutant as root,
