@@ -203,7 +203,17 @@ async fn ensure_image(
     req: &BuildrootRequest,
     logs: &Logs,
 ) -> Result<(ImageInfo, Vec<PathBuf>, LayerLease), BuildrootError> {
-    let image = req.image.image.clone();
+    ensure_image_named(b, &req.image.image, &req.arch, logs).await
+}
+
+/// [`ensure_image`] for an image named directly (tool containers).
+pub(crate) async fn ensure_image_named(
+    b: &Buildroots,
+    image: &str,
+    arch: &str,
+    logs: &Logs,
+) -> Result<(ImageInfo, Vec<PathBuf>, LayerLease), BuildrootError> {
+    let image = image.to_owned();
     let store = b.shared.store.clone();
     let err = |reason: String| BuildrootError::Image {
         image: image.clone(),
@@ -230,8 +240,8 @@ async fn ensure_image(
             )))
         }
         _ => {
-            let platform = Platform::for_arch(&req.arch).map_err(|e| err(e.to_string()))?;
-            logs.info(&format!("pulling image {image} for {}", req.arch));
+            let platform = Platform::for_arch(arch).map_err(|e| err(e.to_string()))?;
+            logs.info(&format!("pulling image {image} for {arch}"));
             let t0 = Instant::now();
             let opts = PullOptions {
                 platform,

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::values::{
-    Bytes, ConfValue, IdMappingSetting, List, Mounts, NetworkDefault, Pairs, PullPolicy, StatusBind,
+    Bytes, ConfValue, IdMappingSetting, List, Mounts, NetworkDefault, Pairs, PullPolicy,
+    RepoToolSetting, StatusBind,
 };
 use super::{config_keys, Config, ConfigError, Origin};
 
@@ -45,6 +46,7 @@ config_keys! {
         auth_timeout: u64 = 60, "60", "HTTP timeout of login calls, seconds.";
         hub_callnum_check: bool = true, "True", "Also send the call number in the header the 1.35 hub reads (`Koji-Callnum`), so it refuses to replay a call that already took effect.";
         log_file: Option<PathBuf> = None, "None (stderr; /var/log/kojid.log when detached)", "Log file.";
+        repo_tool: RepoToolSetting = RepoToolSetting::Auto, "auto", "Where `createrepo_c`/`mergerepo_c` run for createrepo tasks: `auto` (the host's when installed, else a container of `default_image`), `host`, `container` (docs/repos.md).";
         allow_file_scm: bool = false, "False", "Accept `git+file:///path#rev` SCM URLs (repositories on the builder's filesystem; still checked against `allowed_scms` with an empty host, e.g. `:/srv/git/*:no`).";
     }
 }

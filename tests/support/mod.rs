@@ -38,9 +38,15 @@ pub fn config(hub_url: &str, n: usize, dir: &Path, extra: &str) -> Arc<Config> {
             dir.join(format!("work-{n}")).display().to_string(),
         ),
     ];
+    // `adjutant.KEY = V` lines go to the [adjutant] section.
+    let mut adjutant = String::new();
     for line in extra.lines().filter(|l| l.contains('=')) {
         let (k, v) = line.split_once('=').unwrap();
         let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
+        if let Some(k) = k.strip_prefix("adjutant.") {
+            adjutant.push_str(&format!("{k} = {v}\n"));
+            continue;
+        }
         keys.retain(|(x, _)| *x != k);
         keys.push((k, v));
     }
@@ -52,6 +58,7 @@ pub fn config(hub_url: &str, n: usize, dir: &Path, extra: &str) -> Arc<Config> {
         "[adjutant]\n# tests share 2 busy cores: kojid's load-average rule would refuse work\nmax_load_per_cpu = 0\nstore_root = {}\n",
         dir.join(format!("store-{n}")).display()
     ));
+    text.push_str(&adjutant);
     std::fs::write(&conf, text).unwrap();
     let args = DaemonArgs {
         config: Some(conf),
