@@ -25,7 +25,7 @@ use adjutant_runtime::store::{ErrorClass, Store, StoreError, StoreOptions};
 use adjutant_runtime::{probe, userns};
 use serde::Serialize;
 
-use crate::config::{Config, DaemonArgs, IdMappingSetting, PullPolicy};
+use crate::config::{Config, DaemonArgs, IdMappingSetting, PullPolicy, RepoToolSetting};
 use crate::hub::{AuthMethod, HubSession, HubTransport, RetryPolicy, TransportOptions};
 use crate::xmlrpc::{FaultKind, Struct, Value};
 
@@ -1660,24 +1660,59 @@ fn check_createrepo(r: &mut Report, ctx: &Ctx) {
         Some(false) => "needed only in the createrepo channel, which this host is not in",
         None => "needed by hosts in the createrepo channel",
     };
+    let image = &ctx.cfg.adjutant.default_image;
+    let install = "`apt-get install createrepo-c` (Debian, Ubuntu) or `dnf install \
+                   createrepo_c` (Fedora, EL)";
     let mut found = Vec::new();
+    let mut missing = Vec::new();
     for tool in ["createrepo_c", "mergerepo_c"] {
         match find_tool(tool) {
             Some(p) => found.push(
                 tool_version(&p).unwrap_or_else(|| format!("{} (version unknown)", p.display())),
             ),
-            None => {
+            None => missing.push(tool),
+        }
+    }
+    match ctx.cfg.adjutant.repo_tool {
+        RepoToolSetting::Container => r.push(
+            "createrepo",
+            Status::Ok,
+            format!(
+                "repo_tool = container: createrepo tasks run createrepo_c and mergerepo_c in a \
+                 container of {image}"
+            ),
+        ),
+        RepoToolSetting::Host => {
+            for tool in &missing {
                 r.push_fix(
                     "createrepo",
                     missing_status,
-                    format!("{tool} not found ({why})"),
-                    "`apt-get install createrepo-c` (Debian, Ubuntu) or `dnf install \
-                     createrepo_c` (Fedora, EL)",
+                    format!("{tool} not found on the host and repo_tool = host ({why})"),
+                    format!("{install}, or repo_tool = auto to run it in a container of {image}"),
+                );
+            }
+        }
+        RepoToolSetting::Auto if !missing.is_empty() && found.is_empty() => r.push_fix(
+            "createrepo",
+            if needed { Status::Warn } else { Status::Ok },
+            format!(
+                "createrepo_c is not on the host: createrepo tasks run it in a container of \
+                 {image}, which must have createrepo_c and mergerepo_c ({why})"
+            ),
+            format!("{install}, or an image with createrepo_c as default_image"),
+        ),
+        RepoToolSetting::Auto => {
+            for tool in &missing {
+                r.push_fix(
+                    "createrepo",
+                    missing_status,
+                    format!("{tool} not found ({why}; createrepo_c is on the host, so it is used)"),
+                    install,
                 );
             }
         }
     }
-    if !found.is_empty() {
+    if !found.is_empty() && ctx.cfg.adjutant.repo_tool != RepoToolSetting::Container {
         r.push("createrepo", Status::Ok, found.join("; "));
     }
     if needed {
