@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use adjutant_testkit::{as_test_user, is_root, is_test_user_child, oci_layout};
 use koji_adjutant::xmlrpc::Value as XValue;
 use serde_json::Value;
-use support::fakehub::FakeHub;
+use support::fakehub::{FakeHub, TlsSetup};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koji-adjutant");
 
@@ -343,5 +343,175 @@ async fn login_and_host_record_against_the_fake_hub() {
     assert_eq!(st, "fail");
     assert!(msg.contains("login as user builder1 failed"), "{msg}");
     assert!(fix.contains("the hub refused the credentials"), "{fix}");
+    assert_eq!(out.status.code(), Some(1));
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, the hub's certificate for 127.0.0.1 and builder1's client certificate
+/// (`builder1.pem`: certificate and key, as kojid's `cert`).
+fn pki(d: &Path) {
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "2",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    std::fs::write(
+        d.join("hub.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("client.ext"),
+        "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    for (name, ext) in [("hub", "hub.ext"), ("builder1", "client.ext")] {
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-sha256",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-sha256",
+                "-days",
+                "2",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-extfile",
+                ext,
+            ],
+        );
+        let pem = [
+            std::fs::read(d.join(format!("{name}.crt"))).unwrap(),
+            std::fs::read(d.join(format!("{name}.key"))).unwrap(),
+        ]
+        .concat();
+        std::fs::write(d.join(format!("{name}.pem")), pem).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_login_and_an_untrusted_hub_certificate() {
+    if is_test_user_child() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    pki(certs.path());
+    let p = |f: &str| certs.path().join(f);
+    let hub = FakeHub::start_tls(
+        1,
+        TlsSetup {
+            server_cert: p("hub.crt"),
+            server_key: p("hub.key"),
+            client_ca: p("ca.crt"),
+            clients: vec![(p("builder1.pem"), "builder1".into())],
+        },
+    )
+    .await;
+    let base = hub.url().trim_end_matches("/kojihub").to_owned();
+    let h = tokio::task::spawn_blocking(Host::new).await.unwrap();
+    let conf = h.dir.path().join("kojid.conf");
+    let (work, store) = (h.dir.path().join("work"), h.store.clone());
+    let write = |serverca: Option<&Path>| {
+        let mut text = format!(
+            "[kojid]\nserver = {base}/kojihub\ntopurl = {base}/kojifiles\ncert = {}\n\
+             minspace = 0\nworkdir = {}\n",
+            p("builder1.pem").display(),
+            work.display()
+        );
+        if let Some(ca) = serverca {
+            text.push_str(&format!("serverca = {}\n", ca.display()));
+        }
+        text.push_str(&format!(
+            "[adjutant]\nstore_root = {}\ndefault_image = localhost/busybox:latest\n",
+            store.display()
+        ));
+        std::fs::write(&conf, text).unwrap();
+    };
+    let run = |h: Host, conf: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            let out = h.check(&conf, &["--json", "--no-pull"]);
+            (h, out)
+        })
+    };
+
+    write(Some(&p("ca.crt")));
+    let (h, out) = run(h, conf.clone()).await.unwrap();
+    let r = json(&out);
+    let (st, msg, _) = lines(&r, "hub")[0];
+    assert_eq!(st, "ok", "{:?}", lines(&r, "hub"));
+    assert!(
+        msg.contains(&format!(
+            "logged in as certificate {}",
+            p("builder1.pem").display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("host builder1"), "{msg}");
+    assert_eq!(hub.calls_of("sslLogin").len(), 1);
+
+    // Without serverca the hub's certificate (signed by the test CA) is not trusted.
+    write(None);
+    let (_h, out) = run(h, conf).await.unwrap();
+    let r = json(&out);
+    let (st, msg, fix) = lines(&r, "hub")[0];
+    assert_eq!(st, "fail", "{msg}");
+    assert!(msg.contains("cannot reach the hub"), "{msg}");
+    assert!(
+        fix.contains("set serverca to the CA that signed it"),
+        "{fix}"
+    );
     assert_eq!(out.status.code(), Some(1));
 }
