@@ -262,13 +262,17 @@ fn a_broken_config_fails_and_skips_the_hub() {
         ("skip", "not contacted: the configuration did not load")
     );
 
-    // A localhost/ image that is not in the store cannot be pulled from anywhere.
+    // A localhost/ image that is not in the store cannot be pulled from anywhere; a
+    // policy file with a typo is refused naming the rule.
+    let policy = h.dir.path().join("policy.json");
+    std::fs::write(&policy, r#"{"rules": [{"type": "tagg", "image": "x"}]}"#).unwrap();
     std::fs::write(
         &conf,
         std::fs::read_to_string(&conf)
             .unwrap()
             .replace("maxjobs = many", "")
-            .replace("localhost/busybox:latest", "localhost/nothere:latest"),
+            .replace("localhost/busybox:latest", "localhost/nothere:latest")
+            + &format!("image_policy = {}\n", policy.display()),
     )
     .unwrap();
     let out = h.check(&conf, &["--json", "--no-hub", "--no-pull"]);
@@ -281,6 +285,13 @@ fn a_broken_config_fails_and_skips_the_hub() {
         fix.contains("koji-adjutant image import oci:DIR localhost/nothere:latest"),
         "{fix}"
     );
+    let (st, msg, fix) = lines(&r, "image-policy")[0];
+    assert_eq!(st, "fail");
+    assert!(
+        msg.contains("policy.json") && msg.contains("rule 0"),
+        "{msg}"
+    );
+    assert!(fix.contains("takes no build tasks"), "{fix}");
     assert_eq!(out.status.code(), Some(1));
 
     // A missing file: the fix says where the sample is.

@@ -249,7 +249,9 @@ fn section_refs(text: &str) -> Vec<(String, String)> {
         };
         let body = &after[open.len()..];
         if let Some(end) = body.find(close) {
-            out.push((file.to_owned(), body[..end].replace("\\\n", " ")));
+            // a heading quoted across a line break reads as one line
+            let section = body[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+            out.push((file.to_owned(), section));
         }
     }
     out

@@ -1624,7 +1624,7 @@ fn check_image_policy(r: &mut Report, ctx: &Ctx) {
             "image-policy",
             Status::Fail,
             e.to_string(),
-            "the daemon refuses to start with it: docs/operator-guide.md, \"Image \
+            "with it the daemon takes no build tasks: docs/operator-guide.md, \"Image \
              policies\", shows the format (config/image-policy.json is an example)",
         ),
     }
