@@ -245,7 +245,12 @@ pub fn leftovers(
             left.push(format!("process {p} ({m})"));
         }
     }
-    for m in mounts_under(store).into_iter().chain(mounts_under(workdir)) {
+    // mounts below them (a test may mount a small filesystem on the workdir itself)
+    let below = |d: &Path| {
+        let top = d.display().to_string();
+        mounts_under(d).into_iter().filter(move |m| *m != top)
+    };
+    for m in below(store).chain(below(workdir)) {
         left.push(format!("mount {m}"));
     }
     let tasks = workdir.join("tasks");
