@@ -14,10 +14,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use koji_adjutant::xmlrpc::Value;
-use support::buildhost::{make_srpm, BuildHost};
+use support::buildhost::{fixture, make_srpm, BuildHost};
 use support::fakebuilds::BR_EXPIRED;
 use support::fakehub::{CANCELED, CLOSED, FAILED, OPEN};
 use support::leaks::{containers, leftovers, procs_with, ContainerWatch};
+use support::ociregistry::OciRegistry;
 
 /// Poll `cond` for up to `secs` seconds (a bound on a hang, not a timing assertion).
 async fn wait_long<F: FnMut() -> bool>(what: &str, secs: u64, mut cond: F) {
@@ -305,5 +306,50 @@ async fn a_build_that_fills_the_disk_fails_cleanly() {
     let rel = h.e.upload_srpm(&ok);
     let t2 = h.build_arch(&rel, repo);
     assert_eq!(h.finish(t2).await, CLOSED);
+    h.d = None;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_dying_mid_pull_fails_the_build_cleanly_and_the_next_one_pulls() {
+    let layout = adjutant_testkit::rpmroot_dir();
+    let reg = OciRegistry::start(layout, "test/rpmroot").await;
+    let image = format!("{}/test/rpmroot:latest", reg.host());
+    let mut h = BuildHost::with_image(
+        &format!("adjutant.insecure_registries = {}", reg.host()),
+        Some(&image),
+    )
+    .await;
+    h.start();
+    let repo = h.repo().await;
+    let src = h.e.upload_srpm(&fixture("srpms/hello-data-1.0-1.src.rpm"));
+    let watch = ContainerWatch::start(&h.store());
+    reg.set_dying(true);
+    let t = h.build_arch(&src, repo);
+    assert_eq!(h.finish(t).await, FAILED);
+    let (code, msg) = h.e.fault(t);
+    eprintln!("fault {code}: {msg}");
+    // a clear error that names the image and the blob that could not be had
+    assert!(msg.contains(&image), "{msg}");
+    let blobs: Vec<String> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
+        .collect();
+    assert!(blobs.iter().any(|b| msg.contains(b.as_str())), "{msg}");
+    let (gets, cut) = reg.blob_stats();
+    assert!(cut >= 2 && cut == gets, "retried: {gets} gets, {cut} cut");
+    // nothing half-written in the store: no partial download, no image name
+    assert_eq!(
+        support::leaks::entries(&h.store().join("ingest")),
+        Vec::<String>::new()
+    );
+    let store = adjutant_runtime::store::Store::open(&h.store()).unwrap();
+    assert!(store.resolve(&image).is_err());
+    wait_clean(&h, &watch.seen(), None).await;
+    // the registry is back: the next build pulls and builds
+    reg.set_dying(false);
+    let t2 = h.build_arch(&src, repo);
+    assert_eq!(h.finish(t2).await, CLOSED);
+    assert!(store.resolve(&image).is_ok());
     h.d = None;
 }

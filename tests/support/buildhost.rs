@@ -98,11 +98,17 @@ impl BuildHost {
     /// a configuration with `extra` lines (`adjutant.key = v` for [adjutant]) and
     /// the rpmroot image imported. The daemon is not started.
     pub async fn new(extra: &str) -> BuildHost {
+        BuildHost::with_image(extra, None).await
+    }
+
+    /// The same with the build tag's image `image` (pulled by the daemon) instead of
+    /// the imported rpmroot (`None`).
+    pub async fn with_image(extra: &str, image: Option<&str>) -> BuildHost {
         let e = BuildEnv::new().await;
         e.repos.set_extra(
             e.build_tag,
             "adjutant.image",
-            Value::from("localhost/buildroot:latest"),
+            Value::from(image.unwrap_or("localhost/buildroot:latest")),
         );
         e.repos.tag_rpms(
             e.build_tag,
@@ -114,7 +120,9 @@ impl BuildHost {
             e.hub.topdir().display()
         );
         let cfg = super::config(&e.hub.url(), 1, e.dir.path(), &conf_extra);
-        import_image(&cfg.store_root());
+        if image.is_none() {
+            import_image(&cfg.store_root());
+        }
         let conf = e.dir.path().join("kojid-1.conf");
         let log = e.dir.path().join("daemon.log");
         BuildHost {
@@ -150,7 +158,20 @@ impl BuildHost {
 
     /// Wait for the task to end; print the daemon's log when it did not close.
     pub async fn finish(&self, t: i64) -> i64 {
-        let st = self.e.finish(t).await;
+        use super::fakehub::{CANCELED, FAILED};
+        // builds under load (a cold pull, two busy cores) can take minutes; the
+        // bound only stops a hang
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while !matches!(self.e.hub.task(t).state, CLOSED | FAILED | CANCELED) {
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "task {t} did not finish\n--- daemon log ---\n{}",
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let st = self.e.hub.task(t).state;
         if st != CLOSED {
             eprintln!(
                 "task {t} ended {st}: {:?}\n--- daemon log ---\n{}",

@@ -126,6 +126,29 @@ pub fn tree_usage(dir: &Path) -> (u64, u64) {
     (n, bytes)
 }
 
+/// Files (everything but directories) under `dir`, recursively, and their bytes.
+pub fn file_usage(dir: &Path) -> (u64, u64) {
+    fn walk(d: &Path, n: &mut u64, bytes: &mut u64) {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if md.is_dir() {
+                walk(&e.path(), n, bytes);
+            } else {
+                *n += 1;
+                *bytes += md.len();
+            }
+        }
+    }
+    let (mut n, mut bytes) = (0, 0);
+    walk(dir, &mut n, &mut bytes);
+    (n, bytes)
+}
+
 /// Entries of `dir` (names), sorted; empty when it does not exist.
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -9,6 +9,7 @@ pub mod fakehub;
 pub mod fakerepos;
 pub mod hostbroot;
 pub mod leaks;
+pub mod ociregistry;
 pub mod repodata;
 pub mod topurl;
 
