@@ -34,6 +34,7 @@
 pub mod cache;
 mod describe;
 mod dnf;
+mod hostfs;
 mod logs;
 pub mod pkglist;
 pub mod request;
