@@ -28,6 +28,13 @@ fn process(argv: &[&str]) -> ProcessSpec {
 // ---------------------------------------------------------------------------------------
 
 async fn exec_process_settings_body() {
+    // Ignored dispositions survive execve; the helpers inherit these and steps must
+    // not (SIGPIPE is ignored by every Rust program).
+    // SAFETY: setting a disposition; nothing in the tests uses these signals.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        libc::signal(libc::SIGRTMIN() + 5, libc::SIG_IGN);
+    }
     let env = Env::new();
     let mut spec = env.spec();
     spec.env = vec!["FROMSPEC=1".into(), "PATH=/bin".into()];
@@ -68,7 +75,13 @@ async fn exec_process_settings_body() {
     assert_eq!(lines[0..5], ["bar", "/tmp", "1000", "1000", "1000 5"]);
     assert_eq!(lines[5..], ["0027", "100", "from stdin"]);
 
-    // Signals.
+    // Signals: none ignored or blocked.
+    let (code, out, _) = sh(&c, "exec grep -E '^Sig(Ign|Blk)' /proc/self/status").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "{out}"
+    );
     let st = c
         .run(ExecSpec::new(process(&["/bin/sh", "-c", "kill -9 $$"])))
         .await
