@@ -400,7 +400,10 @@ fn exit_words(st: &ExitStatus, timeout: Duration) -> String {
     if st.timed_out {
         format!("timed out after {} s", timeout.as_secs())
     } else if st.oom_killed {
-        "was killed: out of memory".into()
+        match st.code {
+            Some(c) => format!("exited with status {c} (a process was killed: out of memory)"),
+            None => "was killed: out of memory".into(),
+        }
     } else if st.killed {
         "was killed".into()
     } else if let Some(s) = st.signal {
@@ -628,7 +631,8 @@ async fn run_step(
     e.stdin = Stdin::Null;
     e.network = s.network;
     e.timeout = s.timeout;
-    let st = match c.run(e).await {
+    let oom_before = c.usage().oom_kills;
+    let mut st = match c.run(e).await {
         Ok(st) => st,
         Err(adjutant_runtime::container::ExecError::Start {
             message,
@@ -646,6 +650,15 @@ async fn run_step(
         }
         Err(e) => return Err(e.into()),
     };
+    // The runtime flags an OOM kill of the step's own process; a build usually loses
+    // a child (cc1, a test) and exits 1: the cgroup's count says so.
+    if !st.success() && c.usage().oom_kills > oom_before {
+        st.oom_killed = true;
+        let _ = logs.append(
+            s.log,
+            "koji-adjutant: a process of this step was killed by the kernel: out of memory\n",
+        );
+    }
     let lost = discarded.load(Ordering::Relaxed);
     if lost > 0 {
         logs.warn(&format!(

@@ -15,7 +15,7 @@ config_keys! {
     /// `[adjutant]`: settings kojid does not have.
     pub struct AdjutantConfig;
     pub const ADJUTANT_KEYS; {
-        default_image: String = "localhost/buildroot:latest".into(), "localhost/buildroot:latest", "Buildroot image when neither the tag nor the image policy names one (prototype: `task_image_default`); docs/policy.md.";
+        default_image: String = "localhost/buildroot:latest".into(), "localhost/buildroot:latest", "Buildroot image when neither the tag nor the image policy names one (prototype: `task_image_default`); docs/operator-guide.md, section Image policies.";
         image_policy: Option<PathBuf> = None, "None", "JSON image policy file (rules by tag/arch/method) used when the tag has no `adjutant_image_policy` extra.";
         policy_enabled: bool = true, "True", "Consult tag extras and the image policy; off → always `default_image`.";
         policy_cache_ttl: u64 = 300, "300", "Seconds a tag's image policy is cached.";
@@ -31,7 +31,7 @@ config_keys! {
         status_bind: StatusBind = StatusBind(Some(SocketAddr::from(([127, 0, 0, 1], 8080)))), "127.0.0.1:8080", "Address of the status endpoint (JSON API, metrics, dashboard; docs/status-api.md); empty: no status server (prototype: `monitoring_bind`).";
         task_history_ttl: u64 = 86400, "86400", "Seconds finished tasks stay in the status registry (prototype: `monitoring_task_history_ttl`).";
         container_history_ttl: u64 = 3600, "3600", "Seconds removed containers stay in the status registry (prototype: `monitoring_container_history_ttl`).";
-        buildroot_cache: bool = true, "True", "Keep the result of buildroot installs (group, BuildRequires) as layers for reuse (docs/buildroot.md).";
+        buildroot_cache: bool = true, "True", "Keep the result of buildroot installs (group, BuildRequires) as layers for reuse.";
         buildroot_cache_size: Bytes = Bytes(20 << 30), "20G", "Disk space the buildroot cache may use; least recently used entries are evicted beyond it.";
         buildroot_cache_ttl: u64 = 604800, "604800", "Seconds an unused cached buildroot is kept (0: no age limit).";
         registry_auth_file: Option<PathBuf> = None, "None (containers auth.json search)", "Registry credentials file (containers `auth.json` format).";
