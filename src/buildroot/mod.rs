@@ -34,6 +34,7 @@
 pub mod cache;
 mod describe;
 mod dnf;
+mod hostfs;
 mod logs;
 pub mod pkglist;
 pub mod request;
@@ -145,7 +146,9 @@ pub struct StepFailure {
     /// How it ended.
     pub exit: ExitStatus,
     /// kojid's wording (`parseStatus`): `exited with status 1`, `was killed by
-    /// signal 9`, `timed out after 86400 s`, `was killed: out of memory`.
+    /// signal 9`, `timed out after 86400 s`, `was killed: out of memory`, `exited with
+    /// status 1 (a process was killed: out of memory)` (the cgroup counted an OOM kill
+    /// while the step ran; [`ExitStatus::oom_killed`] is then set too).
     pub status: String,
     /// The last lines of `log`.
     pub tail: String,

@@ -174,6 +174,9 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
         outcome
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Buildroots of tasks killed at shutdown are removed on background threads:
+    // let them finish, or their directories stay until the next start's sweep.
+    crate::buildroot::wait_for_cleanup(std::time::Duration::from_secs(60));
     match outcome {
         Err(()) => ExitCode::from(exit::FAILURE),
         Ok(DaemonExit::Stopped) => ExitCode::from(exit::OK),
