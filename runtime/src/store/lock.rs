@@ -88,7 +88,6 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
 }
 
 #[cfg(test)]
