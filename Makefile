@@ -7,7 +7,8 @@
 #
 # PREFIX defaults to /usr/local; configuration goes to /etc when PREFIX is /usr,
 # otherwise to $(PREFIX)/etc. BIN names the binary to install (default: the release
-# build in CARGO_TARGET_DIR or ./target). docs/operator-guide.md, "Install".
+# build in CARGO_TARGET_DIR or ./target); STRIP=1 strips it. docs/operator-guide.md,
+# "Install".
 
 PREFIX      ?= /usr/local
 DESTDIR     ?=
@@ -29,6 +30,10 @@ CARGO_TARGET_DIR ?= target
 BIN              ?= $(CARGO_TARGET_DIR)/release/koji-adjutant
 
 INSTALL      ?= install
+# STRIP=1 installs the binary without symbols (the release build keeps line tables for
+# backtraces; distribution packagers strip into their debuginfo packages themselves).
+STRIP        ?=
+INSTALL_BIN  := $(INSTALL) -m 0755 $(if $(filter 1 yes true,$(STRIP)),-s)
 DOCS         := README.md $(wildcard docs/*.md)
 DOC_EXAMPLES := config/kojid.conf config/image-policy.json
 
@@ -50,7 +55,7 @@ install: check-bin
 	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(UNITDIR)" \
 		"$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(DOCDIR)" \
 		"$(DESTDIR)$(SYSCONFDIR)/kojid"
-	$(INSTALL) -m 0755 "$(BIN)" "$(DESTDIR)$(BINDIR)/koji-adjutant"
+	$(INSTALL_BIN) "$(BIN)" "$(DESTDIR)$(BINDIR)/koji-adjutant"
 	@# The kojid name: the binary behaves as `koji-adjutant daemon` when run as kojid.
 	@# A real kojid (the koji-builder package) is left alone.
 	@if [ -e "$(DESTDIR)$(SBINDIR)/kojid" ] && [ ! -L "$(DESTDIR)$(SBINDIR)/kojid" ]; then \

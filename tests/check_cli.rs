@@ -294,6 +294,25 @@ fn a_broken_config_fails_and_skips_the_hub() {
     assert!(fix.contains("takes no build tasks"), "{fix}");
     assert_eq!(out.status.code(), Some(1));
 
+    // The status endpoint's address taken by someone else: a warning with the fix.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    std::fs::write(
+        &conf,
+        std::fs::read_to_string(&conf).unwrap() + &format!("status_bind = {addr}\n"),
+    )
+    .unwrap();
+    let out = h.check(&conf, &["--json", "--no-hub", "--no-pull"]);
+    let r = json(&out);
+    let (st, msg, fix) = lines(&r, "status")[0];
+    assert_eq!(st, "warn");
+    assert!(
+        msg.contains(&format!("cannot listen on {addr} (status_bind)")),
+        "{msg}"
+    );
+    assert!(fix.contains("its own status_bind port"), "{fix}");
+    drop(taken);
+
     // A missing file: the fix says where the sample is.
     let out = h.check(
         &h.dir.path().join("nope.conf"),

@@ -19,7 +19,10 @@
 #              container, mockbuild user, rpm -i, rpmbuild -ba, results and logs copied
 #              out, container removed) — for the record, not part of the ratio.
 # Same macros on every side: --define for _topdir, _smp_mflags -j2, dist .bench, and
-# debug_package %{nil}.
+# debug_package %{nil}. Also reported: the CPU time (user + sys) of one build on each side,
+# from the shell's `times` around rpmbuild — on a loaded machine the wall-clock ratio
+# mostly measures how the other load shares the CPUs out, the CPU time what the
+# container costs.
 #
 # Environment: RUNS (default 3), FILES (default 120), OUT (default
 # /var/tmp/koji-adjutant-bench/rpmbuild.md), KA_BIN (default target/release/koji-adjutant
@@ -143,6 +146,27 @@ echo "host:      $h" >&2
 echo "container: $c" >&2
 [ "${h%% *}" = "${c%% *}" ] || { echo "rpmbuild.sh: the two builds differ" >&2; exit 1; }
 
+# CPU time of the build itself (user + sys of rpmbuild and its children, from the
+# shell's `times` around it), once each: what the container costs in work, apart from
+# how the machine's other load shares the CPUs out.
+cpu_of() {  # the last line of `times`: children's user and system time
+    sed -n '$p' "$1" | python3 -c "
+import sys, re
+print('%.2f' % sum(int(a) * 60 + float(b) for a, b in re.findall(r'(\d+)m([\d.]+)s', sys.stdin.read())))"
+}
+cat > "$WORK/in/build.sh" <<'SH'
+# build.sh TOPDIR SRPM: the rpmbuild of the hyperfine commands, then the shell's `times`
+rpmbuild --rebuild --nodeps --quiet --define "_topdir $1" --define "_smp_mflags -j2" \
+    --define "dist .bench" --define "debug_package %{nil}" "$2" >/dev/null 2>&1 || exit 1
+times
+SH
+rm -rf "$WORK/htop"; find "$WORK/ctop" -mindepth 1 -delete
+sh "$WORK/in/build.sh" "$WORK/htop" "$WORK/in/$SRPM_NAME" >"$WORK/host.times"
+"$KA_BIN" --root "$STORE" run --rm -v "$WORK/in:/in:ro" -v "$WORK/ctop:/top" "$IMAGE" \
+    sh /in/build.sh /top "/in/$SRPM_NAME" >"$WORK/cont.times"
+cpu_host=$(cpu_of "$WORK/host.times")
+cpu_cont=$(cpu_of "$WORK/cont.times")
+
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/h.json" \
     --prepare "rm -rf $WORK/htop $WORK/rebuild; find $WORK/ctop -mindepth 1 -delete" \
@@ -151,7 +175,7 @@ hyperfine --runs "$RUNS" --warmup 1 --export-json "$WORK/h.json" \
     -n "koji-adjutant rebuild" "$rebuild_cmd" >&2
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$WORK/h.json" "$load_before" "$load_after" "$RUNS" "$FILES" <<'PY' | tee "$OUT"
+python3 - "$WORK/h.json" "$load_before" "$load_after" "$RUNS" "$FILES" "$cpu_host" "$cpu_cont" <<'PY' | tee "$OUT"
 import json, sys, statistics
 res = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
 med = {k: statistics.median(v["times"]) for k, v in res.items()}
@@ -166,4 +190,8 @@ for k in ["host", "container", "koji-adjutant rebuild"]:
     print(f"| {k} | {med[k]:.2f} s | {min(t):.2f} s | {max(t):.2f} s | {med[k] / h:.3f}× |")
 print()
 print(f"container / host = {c / h:.3f} (target ≤ 1.05)")
+ch, cc = float(sys.argv[6]), float(sys.argv[7])
+print()
+print(f"CPU time of the build (user + sys, one run each): host {ch:.2f} s, container {cc:.2f} s, "
+      f"container / host = {cc / ch:.3f}")
 PY

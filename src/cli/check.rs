@@ -91,7 +91,7 @@ impl Status {
 pub struct Line {
     /// What was checked (stable: `config`, `kernel`, `userns`, `subids`, `overlay`,
     /// `cgroups`, `container`, `store-disk`, `workdir`, `hub`, `topurl`, `image`,
-    /// `image-policy`, `createrepo`).
+    /// `image-policy`, `status`, `createrepo`).
     pub check: &'static str,
     /// The outcome.
     pub status: Status,
@@ -305,6 +305,7 @@ pub async fn run(root: Option<PathBuf>, args: &CheckArgs) -> Report {
     }
     check_image(&mut r, &ctx, args.no_pull).await;
     check_image_policy(&mut r, &ctx);
+    check_status_bind(&mut r, &ctx);
     check_createrepo(&mut r, &ctx);
     r.finish();
     r
@@ -1626,6 +1627,33 @@ fn check_image_policy(r: &mut Report, ctx: &Ctx) {
             e.to_string(),
             "with it the daemon takes no build tasks: docs/operator-guide.md, \"Image \
              policies\", shows the format (config/image-policy.json is an example)",
+        ),
+    }
+}
+
+/// The status endpoint's address: free to listen on (the daemon runs without its status
+/// endpoint otherwise).
+fn check_status_bind(r: &mut Report, ctx: &Ctx) {
+    let a = &ctx.cfg.adjutant;
+    let Some(addr) = a.status_bind.addr().filter(|_| a.status_enabled) else {
+        r.push("status", Status::Ok, "status endpoint disabled");
+        return;
+    };
+    match std::net::TcpListener::bind(addr) {
+        Ok(_) => r.push(
+            "status",
+            Status::Ok,
+            format!("status endpoint address {addr} is free"),
+        ),
+        Err(e) => r.push_fix(
+            "status",
+            Status::Warn,
+            format!(
+                "cannot listen on {addr} (status_bind): {e}; the daemon would run without its \
+                 status endpoint (a daemon already running here holds it, or another service)"
+            ),
+            "give each builder on a machine its own status_bind port, or status_bind = (empty) \
+             to disable the endpoint",
         ),
     }
 }

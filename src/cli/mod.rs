@@ -14,7 +14,7 @@ mod progress;
 pub mod rebuild;
 pub mod run;
 
-/// Exit codes scripts can rely on (documented in docs/cli.md).
+/// Exit codes scripts can rely on (documented in docs/cli.md, "Exit codes").
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
