@@ -155,6 +155,7 @@ impl Env {
             mounts: vec![],
             limits: Default::default(),
             build_timeout: Duration::from_secs(600),
+            max_log_size: None,
             logdir: base.join("logs"),
             workdir: base.join("work"),
             resultdir: Some(base.join("result")),

@@ -66,6 +66,9 @@ pub fn write_maps(pid: Pid, mapping: &IdMapping) -> Result<(), UsernsError> {
             let ru = finish_tool(u);
             rg?;
             ru?;
+            // The tools' exit status is all we know of what they wrote.
+            verify(&proc.join("uid_map"), &mapping.uids)?;
+            verify(&proc.join("gid_map"), &mapping.gids)?;
         }
         MappingMode::Single => {
             write_file(&proc.join("setgroups"), "deny")?;
@@ -73,8 +76,7 @@ pub fn write_maps(pid: Pid, mapping: &IdMapping) -> Result<(), UsernsError> {
             write_file(&proc.join("uid_map"), &mapping.uid_map_text())?;
         }
     }
-    verify(&proc.join("uid_map"), &mapping.uids)?;
-    verify(&proc.join("gid_map"), &mapping.gids)?;
+    // Our own writes: the kernel takes a map whole or fails the write.
     Ok(())
 }
 
@@ -284,6 +286,8 @@ pub enum Job {
     /// An image store job (unpacking a layer with its ids as they are, or removing an
     /// unpacked layer); its result goes to the helper's stdout as JSON.
     Store(crate::store::UsernsJob),
+    /// A host probe ([`crate::probe`]); its result goes to stdout as JSON.
+    Probe(crate::probe::Probe),
 }
 
 impl Job {
@@ -296,6 +300,10 @@ impl Job {
             }
             Job::Store(crate::store::UsernsJob::Unpack(j)) => {
                 format!("unpacking {} into {}", j.blob.display(), j.target.display())
+            }
+            Job::Probe(crate::probe::Probe::Identity) => "user namespace probe".into(),
+            Job::Probe(crate::probe::Probe::Overlay { dir }) => {
+                format!("overlay probe in {}", dir.display())
             }
         }
     }
@@ -457,6 +465,14 @@ fn run_inside(cfg: &JobConfig) -> Result<(), String> {
         Job::Store(job) => {
             let res: StoreJobResult = crate::store::run_userns_job(job);
             let json = serde_json::to_vec(&res).map_err(|e| e.to_string())?;
+            // Flushed here: the child ends with _exit, which skips std's buffers.
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("writing the job result: {e}"))
+        }
+        Job::Probe(probe) => {
+            let json = crate::probe::run_inside(probe);
             // Flushed here: the child ends with _exit, which skips std's buffers.
             let mut out = std::io::stdout().lock();
             out.write_all(&json)

@@ -28,6 +28,13 @@ fn process(argv: &[&str]) -> ProcessSpec {
 // ---------------------------------------------------------------------------------------
 
 async fn exec_process_settings_body() {
+    // Ignored dispositions survive execve; the helpers inherit these and steps must
+    // not (SIGPIPE is ignored by every Rust program).
+    // SAFETY: setting a disposition; nothing in the tests uses these signals.
+    unsafe {
+        libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+        libc::signal(libc::SIGRTMIN() + 5, libc::SIG_IGN);
+    }
     let env = Env::new();
     let mut spec = env.spec();
     spec.env = vec!["FROMSPEC=1".into(), "PATH=/bin".into()];
@@ -68,7 +75,13 @@ async fn exec_process_settings_body() {
     assert_eq!(lines[0..5], ["bar", "/tmp", "1000", "1000", "1000 5"]);
     assert_eq!(lines[5..], ["0027", "100", "from stdin"]);
 
-    // Signals.
+    // Signals: none ignored or blocked.
+    let (code, out, _) = sh(&c, "exec grep -E '^Sig(Ign|Blk)' /proc/self/status").await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n",
+        "{out}"
+    );
     let st = c
         .run(ExecSpec::new(process(&["/bin/sh", "-c", "kill -9 $$"])))
         .await
@@ -339,6 +352,75 @@ both!(
     capabilities_and_no_new_privs_body
 );
 
+/// Exec zygotes of container `id` (`<exe> __adjutant-helper exec <id>`) that are
+/// children of this process.
+fn zygotes(id: &str) -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let tail = format!("\0__adjutant-helper\0exec\0{id}\0");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if ppid == me && cmdline.ends_with(tail.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+async fn exec_zygote_body() {
+    let env = Env::new();
+    let c = env.create().await;
+    // The exec helpers stay outside the container's pid namespace (pid 1 is the
+    // launch helper's clone).
+    let (code, out, _) = sh(&c, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").await;
+    assert_eq!(code, 0);
+    assert!(!out.contains("__adjutant-helper exec"), "{out}");
+
+    // Concurrent steps, one step helper each.
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move { sh(&c, &format!("sleep 0.2; echo {i}")).await })
+        })
+        .collect();
+    for (i, r) in runs.into_iter().enumerate() {
+        let (code, out, _) = r.await.unwrap();
+        assert_eq!((code, out), (0, format!("{i}\n")));
+    }
+
+    // One zygote per container; when it dies, the next steps start another.
+    let before = zygotes(c.id());
+    assert_eq!(before.len(), 1, "{before:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    for i in 0..3 {
+        let (code, out, _) = sh(&c, &format!("echo again {i}")).await;
+        assert_eq!((code, out), (0, format!("again {i}\n")));
+    }
+    let after = zygotes(c.id());
+    assert!(
+        after.len() == 1 && after[0] != before[0],
+        "{before:?} -> {after:?}"
+    );
+    c.destroy().await.unwrap();
+    // Destroy ends the zygote.
+    assert!(zygotes(c.id()).is_empty());
+}
+both!(exec_zygote, exec_zygote_body);
+
 async fn timeout_kill_and_leftovers_body() {
     let env = Env::new();
     let c = env.create().await;
@@ -528,16 +610,17 @@ async fn limits_body() {
     assert!(st.timed_out || st.code.is_some_and(|c| c != 0), "{st:?}");
     let u = c.usage();
     assert!(u.pids_limit_hits > 0, "{u:?}");
-    // Left in the cgroup: pid 1 and the exec helper prepared for the next step.
+    // Left in the cgroup: pid 1, the exec zygote and the step helper it forked for
+    // the next step.
     let mut pids = u.pids;
     for _ in 0..200 {
-        if pids <= 2 {
+        if pids <= 3 {
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
         pids = c.usage().pids;
     }
-    assert!(pids <= 2, "bomb processes left: {pids}");
+    assert!(pids <= 3, "bomb processes left: {pids}");
     let (code, out, _) = sh(&c, "echo alive").await;
     assert_eq!((code, out.as_str()), (0, "alive\n"));
 

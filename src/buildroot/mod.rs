@@ -34,10 +34,12 @@
 pub mod cache;
 mod describe;
 mod dnf;
+mod hostfs;
 mod logs;
 pub mod pkglist;
 pub mod request;
 mod setup;
+mod tool;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,7 @@ pub use request::{
     BuildrootRequest, DnfOptions, KojiInputs, KojiLink, RepoSource, BUILDDIR, BUILD_NETWORK_KEY,
     MOCKBUILD_UID, MOCK_GID, TOPDIR,
 };
+pub use tool::ToolContainer;
 
 /// Lines of a log quoted in failure messages.
 pub const TAIL_LINES: usize = 30;

@@ -110,6 +110,9 @@ pub struct BuildrootRequest {
     pub limits: Limits,
     /// Time allowed for one build step (kojid `rpmbuild_timeout`).
     pub build_timeout: Duration,
+    /// Most bytes a log (`build.log`, `root.log`) may hold; the steps' output beyond
+    /// it is discarded with a note (`[adjutant] max_log_size`; `None`: no limit).
+    pub max_log_size: Option<u64>,
     /// Where the logs are written (`root.log`, `build.log`, `state.log`, …); the
     /// caller uploads them as they grow (tasks: `LogDir`; `rebuild`: the result dir).
     pub logdir: PathBuf,
@@ -335,6 +338,10 @@ impl BuildrootRequest {
                 Duration::from_secs(86400)
             } else {
                 Duration::from_secs(timeout)
+            },
+            max_log_size: match cfg.adjutant.max_log_size.0 {
+                0 => None,
+                n => Some(n),
             },
             logdir: inputs.logdir,
             workdir: inputs.workdir,

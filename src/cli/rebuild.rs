@@ -338,6 +338,10 @@ async fn run(root: PathBuf, args: RebuildArgs) -> ExitCode {
                 .unwrap_or(86400)
                 .max(1),
         ),
+        max_log_size: match cfg.adjutant.max_log_size.0 {
+            0 => None,
+            n => Some(n),
+        },
         logdir: work.join("logs"),
         workdir: work.clone(),
         resultdir: Some(work.join("result")),

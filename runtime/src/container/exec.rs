@@ -1,22 +1,29 @@
 //! The exec pattern: run a step inside a running container.
 //!
-//! The daemon re-executes its binary as `__adjutant-helper exec`, handing it the
-//! container's namespace fds. The helper (single-threaded) joins the container's cgroup,
-//! then `setns` into its user, mount, pid, ipc, uts and cgroup namespaces, keeping the
-//! network namespace as an fd, and waits for a step on its control socket. A step
-//! arrives with its stdin/stdout/stderr fds; the helper forks (the child lands in the pid
-//! namespace), the child starts a new session, joins the container's network namespace
+//! Once per container the daemon re-executes its binary as `__adjutant-helper exec`
+//! (the container's *zygote*), handing it the container's namespace fds. The zygote
+//! (single-threaded) joins the container's cgroup, then `setns` into its user, mount,
+//! ipc, uts and cgroup namespaces, keeping the pid and network namespaces as fds, and
+//! waits on its control socket for fork requests, each carrying a fresh socket for one
+//! step. It forks a *step helper* per request and replies with the step helper's pidfd.
+//! The step helper joins the pid namespace (for its children: it stays outside, like
+//! the zygote) and waits for its step on its socket. A step arrives with its
+//! stdin/stdout/stderr fds; the step helper starts a child (the child lands in the pid
+//! namespace) that starts a new session, joins the container's network namespace
 //! unless the step wants the host's (or gets a fresh one), fixes `/etc/hosts` and
-//! `/etc/resolv.conf` if needed, and runs the program (or a copy action). The helper
-//! reports exit code or signal on the socket; `SIGTERM` to the helper kills the step's
-//! process group.
+//! `/etc/resolv.conf` if needed, and runs the program (or a copy action). The step
+//! helper reports exit code or signal on its socket; `SIGTERM` to it kills the step's
+//! process group. The zygote reaps step helpers, and exits when the daemon closes the
+//! control socket.
 //!
-//! Joining a cgroup v1 hierarchy costs an RCU grace period (~15 ms here) for the first
-//! migration in a while, so each container keeps one helper *prepared* ahead of time:
-//! `exec` hands the step to it and prepares the next one in the background.
+//! So a step costs a fork of a small single-threaded process, not an `execve` of the
+//! daemon's binary, `setns` calls and a cgroup migration (on cgroup v1 the first
+//! migration in a while waits for an RCU grace period, ~15 ms here). The container
+//! also keeps one step helper forked ahead of time: `exec` hands the step to it and
+//! has the next one forked in the background. See docs/adr/0007-exec-zygote.md.
 //!
-//! Helper fds: 0-2 `/dev/null` until a step comes, 3 the control socket
-//! (`SOCK_SEQPACKET`), 4.. the namespace fds.
+//! Zygote fds: 0-2 `/dev/null`, 3 the control socket (`SOCK_SEQPACKET`), 4.. the
+//! namespace fds.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -113,7 +120,7 @@ fn send(sock: BorrowedFd<'_>, json: &[u8], fds: &[RawFd]) -> nix::Result<()> {
             sock.as_raw_fd(),
             &[IoSlice::new(json)],
             cmsgs,
-            MsgFlags::empty(),
+            MsgFlags::MSG_NOSIGNAL,
             None,
         ) {
             Err(Errno::EINTR) => continue,
@@ -179,17 +186,168 @@ fn recv(sock: BorrowedFd<'_>, flags: MsgFlags) -> nix::Result<Option<(Vec<u8>, V
     }
 }
 
-/// Main of the exec helper. Returns the process exit code.
-pub(crate) fn helper_main() -> i32 {
-    // A kill request may come at once: hold it until we can act on it.
-    let mut early = SigSet::empty();
+/// A fork request to the zygote: the step's socket comes as SCM_RIGHTS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ForkRequest {}
+
+/// The zygote's answer to a [`ForkRequest`]: the step helper's pidfd as SCM_RIGHTS,
+/// or why there is none.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ForkReply {
+    pub error: Option<String>,
+}
+
+/// Signals a step helper reads from a signalfd (kill requests). Blocked from the
+/// zygote's start on, so step helpers inherit them blocked and none is lost before a
+/// step runs.
+fn kill_signals() -> SigSet {
+    let mut set = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        early.add(s);
+        set.add(s);
     }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&early), None);
+    set
+}
+
+/// Main of the exec helper (the container's zygote). Returns the process exit code.
+pub(crate) fn helper_main() -> i32 {
+    let mut blocked = kill_signals();
+    blocked.add(Signal::SIGCHLD);
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None);
     // SAFETY: the daemon passes the control socket at FD_CONTROL.
     let sock = unsafe { OwnedFd::from_raw_fd(FD_CONTROL) };
     let _ = sys::cloexec_from(3);
+    let prep: Result<Prepare, String> = match recv(sock.as_fd(), MsgFlags::empty()) {
+        Ok(Some((b, _))) => {
+            serde_json::from_slice(&b).map_err(|e| format!("bad exec helper preparation: {e}"))
+        }
+        Ok(None) => return 0,
+        Err(e) => Err(format!("reading the exec helper preparation: {e}")),
+    };
+    // A zygote that cannot enter the container still answers: each step it forks
+    // reports why.
+    let entered = prep.and_then(|prep| {
+        // SAFETY: fds FD_NS_BASE.. were placed by the daemon, one per kind.
+        let ns: Vec<(NsKind, OwnedFd)> = prep
+            .ns
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, unsafe { OwnedFd::from_raw_fd(FD_NS_BASE + i as RawFd) }))
+            .collect();
+        enter(&prep, ns).map(|kept| (prep, kept))
+    });
+    let sigchld = {
+        let mut s = SigSet::empty();
+        s.add(Signal::SIGCHLD);
+        s
+    };
+    let sfd = match SignalFd::with_flags(&sigchld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("exec helper: signalfd: {e}");
+            return 1;
+        }
+    };
+    loop {
+        let mut fds = [
+            PollFd::new(sock.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => return 1,
+        }
+        let reap = fds[1].revents().is_some_and(|r| !r.is_empty());
+        let request = fds[0].revents().is_some_and(|r| !r.is_empty());
+        if reap {
+            while let Ok(Some(_)) = sfd.read_signal() {}
+            while let Ok(st) =
+                nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+            {
+                if st == nix::sys::wait::WaitStatus::StillAlive {
+                    break;
+                }
+            }
+        }
+        if !request {
+            continue;
+        }
+        let step_sock = match recv(sock.as_fd(), MsgFlags::MSG_DONTWAIT) {
+            // The daemon closed its end (container destroyed, or the daemon is gone).
+            Ok(None) => return 0,
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            Err(_) => return 1,
+            Ok(Some((_, mut fds))) if fds.len() == 1 => match fds.pop() {
+                Some(s) => s,
+                None => continue,
+            },
+            Ok(Some(_)) => {
+                let r = ForkReply {
+                    error: Some("fork request without exactly one socket".into()),
+                };
+                let _ = send(
+                    sock.as_fd(),
+                    &serde_json::to_vec(&r).unwrap_or_default(),
+                    &[],
+                );
+                continue;
+            }
+        };
+        // SAFETY: single-threaded; the child ends in `_exit`.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop(sock);
+                drop(sfd);
+                let code = step_helper(step_sock, &entered);
+                unsafe { libc::_exit(code) }
+            }
+            Ok(ForkResult::Parent { child }) => {
+                drop(step_sock);
+                let (r, pidfd) = match sys::pidfd_open(child) {
+                    Ok(p) => (ForkReply::default(), Some(p)),
+                    Err(e) => {
+                        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                        (
+                            ForkReply {
+                                error: Some(format!("pidfd_open: {e}")),
+                            },
+                            None,
+                        )
+                    }
+                };
+                let fds: Vec<RawFd> = pidfd.iter().map(|p| p.as_raw_fd()).collect();
+                let _ = send(
+                    sock.as_fd(),
+                    &serde_json::to_vec(&r).unwrap_or_default(),
+                    &fds,
+                );
+            }
+            Err(e) => {
+                drop(step_sock);
+                let r = ForkReply {
+                    error: Some(format!("fork: {e}")),
+                };
+                let _ = send(
+                    sock.as_fd(),
+                    &serde_json::to_vec(&r).unwrap_or_default(),
+                    &[],
+                );
+            }
+        }
+    }
+}
+
+/// What the zygote keeps after entering: the preparation, the container's network
+/// namespace (joined per step) and its pid namespace (joined by each step helper, so
+/// that the zygote and the step helpers stay outside it and only steps are inside).
+type Entered = Result<(Prepare, Kept), String>;
+
+struct Kept {
+    netns: Option<OwnedFd>,
+    pidns: Option<OwnedFd>,
+}
+
+/// A step helper, forked by the zygote: wait for one step on `sock`, run it, report.
+fn step_helper(sock: OwnedFd, entered: &Entered) -> i32 {
     let report = |o: &Outcome| {
         let _ = send(
             sock.as_fd(),
@@ -201,34 +359,20 @@ pub(crate) fn helper_main() -> i32 {
         failed: Some((msg, 125)),
         ..Default::default()
     };
-    let prep: Prepare = match recv(sock.as_fd(), MsgFlags::empty()) {
-        Ok(Some((b, _))) => match serde_json::from_slice(&b) {
-            Ok(p) => p,
-            Err(e) => {
-                report(&failed(format!("bad exec helper preparation: {e}")));
-                return 1;
-            }
-        },
-        Ok(None) => return 0,
-        Err(e) => {
-            report(&failed(format!("reading the exec helper preparation: {e}")));
-            return 1;
-        }
-    };
-    // SAFETY: fds FD_NS_BASE.. were placed by the daemon, one per kind.
-    let ns: Vec<(NsKind, OwnedFd)> = prep
-        .ns
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (*k, unsafe { OwnedFd::from_raw_fd(FD_NS_BASE + i as RawFd) }))
-        .collect();
-    let netns = match enter(&prep, ns) {
-        Ok(n) => n,
+    let (prep, kept) = match entered {
+        Ok(e) => e,
         Err(msg) => {
-            report(&failed(msg));
+            report(&failed(msg.clone()));
             return 0;
         }
     };
+    if let Some(p) = &kept.pidns {
+        if let Err(e) = nix::sched::setns(p, nix::sched::CloneFlags::CLONE_NEWPID) {
+            report(&failed(format!("setns pid namespace: {e}")));
+            return 0;
+        }
+        let _ = nix::unistd::close(p.as_raw_fd());
+    }
     // Prepared: wait for the step (or for the daemon to drop us).
     let (step, fds) = match recv(sock.as_fd(), MsgFlags::empty()) {
         Ok(Some((b, fds))) => match serde_json::from_slice::<Step>(&b) {
@@ -248,15 +392,16 @@ pub(crate) fn helper_main() -> i32 {
         report(&failed(format!("step came with {} fds, not 3", fds.len())));
         return 1;
     }
-    match run_step(&prep, &step, fds, netns.as_ref()) {
+    match run_step(prep, &step, fds, kept.netns.as_ref()) {
         Ok(o) => report(&o),
         Err(msg) => report(&failed(msg)),
     }
     0
 }
 
-/// Join the container's cgroup and namespaces; return its network namespace fd.
-fn enter(prep: &Prepare, ns: Vec<(NsKind, OwnedFd)>) -> Result<Option<OwnedFd>, String> {
+/// Join the container's cgroup and its namespaces except network and pid; return
+/// those two.
+fn enter(prep: &Prepare, ns: Vec<(NsKind, OwnedFd)>) -> Result<Kept, String> {
     // Processes of the container must not be able to ptrace us or reach our (host)
     // executable through /proc.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
@@ -264,11 +409,19 @@ fn enter(prep: &Prepare, ns: Vec<(NsKind, OwnedFd)>) -> Result<Option<OwnedFd>, 
     for f in &prep.cgroup_procs {
         std::fs::write(f, &me).map_err(|e| format!("joining cgroup {}: {e}", f.display()))?;
     }
-    namespaces::join(&ns, &[NsKind::Net]).map_err(|e| e.to_string())?;
-    Ok(ns
-        .into_iter()
-        .find(|(k, _)| *k == NsKind::Net)
-        .map(|(_, f)| f))
+    namespaces::join(&ns, &[NsKind::Net, NsKind::Pid]).map_err(|e| e.to_string())?;
+    let mut kept = Kept {
+        netns: None,
+        pidns: None,
+    };
+    for (k, f) in ns {
+        match k {
+            NsKind::Net => kept.netns = Some(f),
+            NsKind::Pid => kept.pidns = Some(f),
+            _ => {}
+        }
+    }
+    Ok(kept)
 }
 
 fn run_step(
@@ -277,10 +430,9 @@ fn run_step(
     stdio: Vec<OwnedFd>,
     netns: Option<&OwnedFd>,
 ) -> Result<Outcome, String> {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        set.add(s);
-    }
+    // Blocked since the zygote started (inherited): a kill request that came early
+    // is pending and read now.
+    let set = kill_signals();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .map_err(|e| format!("sigprocmask: {e}"))?;
     let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -290,23 +442,39 @@ fn run_step(
         return Err("the container has no network namespace of its own".into());
     }
 
-    // SAFETY: single-threaded process.
-    let child = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-        ForkResult::Child => {
-            drop(err_r);
-            for (i, fd) in stdio.iter().enumerate() {
-                if nix::unistd::dup2(fd.as_raw_fd(), i as RawFd).is_err() {
-                    unsafe { libc::_exit(125) };
-                }
+    let mut keep = vec![err_w.as_raw_fd()];
+    if let Some(n) = netns {
+        keep.push(n.as_raw_fd());
+    }
+    // In the child: stdio in place, every other fd closed (err_r too), then the step.
+    let start = || -> ! {
+        for (i, fd) in stdio.iter().enumerate() {
+            if nix::unistd::dup2(fd.as_raw_fd(), i as RawFd).is_err() {
+                unsafe { libc::_exit(125) };
             }
-            let mut keep = vec![err_w.as_raw_fd()];
-            if let Some(n) = netns {
-                keep.push(n.as_raw_fd());
-            }
-            let _ = sys::close_from_except(3, &keep);
-            child_main(prep, step, netns, err_w.as_fd())
         }
-        ForkResult::Parent { child } => child,
+        let _ = sys::close_from_except(3, &keep);
+        child_main(prep, step, netns, err_w.as_fd())
+    };
+    let child = match &step.action {
+        // posix_spawn-style: the child shares our memory until its execve (no page
+        // tables copied, no copy-on-write faults), and we sleep until then.
+        Action::Run(_) => {
+            let mut run = || {
+                start();
+            };
+            // SAFETY: single-threaded; `run` ends in execve or _exit and only changes
+            // its own fd table, signal state and credentials.
+            unsafe { sys::vfork_exec(&mut run) }.map_err(|e| format!("clone(CLONE_VFORK): {e}"))?
+        }
+        // Copies run our own code to the end: a real fork.
+        _ => {
+            // SAFETY: single-threaded process.
+            match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+                ForkResult::Child => start(),
+                ForkResult::Parent { child } => child,
+            }
+        }
     };
     drop(err_w);
     // The step's stdio must only be held by the step, or readers never see EOF.
@@ -430,28 +598,39 @@ fn child_main(prep: &Prepare, step: &Step, netns: Option<&OwnedFd>, err: Borrowe
 // ---------------------------------------------------------------------------------------
 // Daemon side.
 
-/// A helper that is joining (or has joined) a container and waits for a step.
-pub(crate) struct Prepared {
+/// How long the daemon waits for the zygote to fork a step helper (the first fork
+/// waits until the zygote has joined the container's cgroup and namespaces).
+const FORK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A container's zygote: an exec helper that has joined (or is joining) the container
+/// and forks step helpers on request.
+pub(crate) struct Zygote {
     child: tokio::process::Child,
     pidfd: OwnedFd,
     sock: OwnedFd,
 }
 
-/// A helper running a step.
+/// A step helper forked by the zygote, waiting for its step.
+pub(crate) struct Prepared {
+    pidfd: OwnedFd,
+    sock: OwnedFd,
+}
+
+/// A step helper running a step.
 pub(crate) struct Running {
-    pub child: tokio::process::Child,
     pub pidfd: OwnedFd,
     sock: OwnedFd,
 }
 
-impl Prepared {
-    /// Start `exe` as an exec helper for the container whose namespaces are `ns`.
-    /// Must be called inside a tokio runtime.
+impl Zygote {
+    /// Start `exe` as the zygote of container `id` whose namespaces are `ns` (the id
+    /// is its last argument, for `ps`). Must be called inside a tokio runtime.
     pub fn spawn(
         exe: &std::path::Path,
+        id: &str,
         prep: &Prepare,
         ns: &[(NsKind, &OwnedFd)],
-    ) -> Result<Prepared, String> {
+    ) -> Result<Zygote, String> {
         let json =
             serde_json::to_vec(prep).map_err(|e| format!("encoding exec preparation: {e}"))?;
         let (mine, theirs) = socketpair(
@@ -468,6 +647,7 @@ impl Prepared {
         let mut cmd = tokio::process::Command::new(exe);
         cmd.arg(crate::helper::HELPER_ARG)
             .arg("exec")
+            .arg(id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -487,13 +667,69 @@ impl Prepared {
         let pidfd =
             sys::pidfd_open(Pid::from_raw(pid as i32)).map_err(|e| format!("pidfd_open: {e}"))?;
         send(mine.as_fd(), &json, &[]).map_err(|e| format!("sending exec preparation: {e}"))?;
-        Ok(Prepared {
+        Ok(Zygote {
             child,
             pidfd,
             sock: mine,
         })
     }
 
+    /// Have the zygote fork a step helper (blocks until it has).
+    pub fn fork(&self) -> Result<Prepared, String> {
+        let (mine, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| format!("socketpair: {e}"))?;
+        let req = serde_json::to_vec(&ForkRequest {}).map_err(|e| format!("encoding: {e}"))?;
+        send(self.sock.as_fd(), &req, &[theirs.as_raw_fd()])
+            .map_err(|e| format!("asking the exec helper for a step helper: {e}"))?;
+        drop(theirs);
+        let deadline = std::time::Instant::now() + FORK_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            if ms == 0 {
+                return Err(format!(
+                    "the exec helper did not fork a step helper within {FORK_TIMEOUT:?}"
+                ));
+            }
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => break,
+                Err(e) => return Err(format!("waiting for the exec helper: {e}")),
+            }
+        }
+        match recv(self.sock.as_fd(), MsgFlags::MSG_DONTWAIT) {
+            Ok(Some((b, mut fds))) => {
+                let reply: ForkReply = serde_json::from_slice(&b)
+                    .map_err(|e| format!("bad reply from the exec helper: {e}"))?;
+                if let Some(e) = reply.error {
+                    return Err(format!("exec helper: {e}"));
+                }
+                let pidfd = fds
+                    .pop()
+                    .ok_or_else(|| "exec helper replied without a pidfd".to_string())?;
+                Ok(Prepared { pidfd, sock: mine })
+            }
+            Ok(None) => Err("the exec helper exited".into()),
+            Err(e) => Err(format!("reading the exec helper's reply: {e}")),
+        }
+    }
+
+    /// Kill the zygote (it is in the container's cgroup) and wait until it is dead.
+    pub fn kill_blocking(self) {
+        let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
+        // Dead but not reaped (the pid stays ours): tokio reaps it when `child` drops.
+        let _ = sys::waitid_pidfd(self.pidfd.as_fd(), libc::WNOWAIT);
+        drop(self.child);
+    }
+}
+
+impl Prepared {
     /// Hand the step and its stdio to the helper.
     pub fn start(self, step: &Step, stdio: [OwnedFd; 3]) -> Result<Running, String> {
         let json = serde_json::to_vec(step).map_err(|e| format!("encoding step: {e}"))?;
@@ -506,17 +742,15 @@ impl Prepared {
         let _ = send(self.sock.as_fd(), &json, &fds);
         drop(stdio);
         Ok(Running {
-            child: self.child,
             pidfd: self.pidfd,
             sock: self.sock,
         })
     }
 
-    /// Kill a prepared helper that will not be used (it is in the container's cgroup)
-    /// and reap it.
-    pub fn discard_blocking(self) {
+    /// Kill a prepared helper that will not be used (it is in the container's cgroup;
+    /// the zygote reaps it).
+    pub fn discard(self) {
         let _ = sys::pidfd_send_signal(self.pidfd.as_fd(), libc::SIGKILL);
-        let _ = sys::waitid_pidfd(self.pidfd.as_fd(), 0);
     }
 }
 
@@ -526,12 +760,10 @@ impl Running {
         self.pidfd.try_clone()
     }
 
-    /// Wait for the helper's report (it sends it just before exiting; we do not wait
-    /// for the exit itself, the helper is reaped in the background).
+    /// Wait for the helper's report (it sends it just before exiting; the zygote
+    /// reaps it).
     pub async fn wait(self) -> Result<Outcome, String> {
-        let Running {
-            mut child, sock, ..
-        } = self;
+        let Running { sock, .. } = self;
         nix::fcntl::fcntl(
             sock.as_raw_fd(),
             nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -543,47 +775,21 @@ impl Running {
             tokio::io::unix::AsyncFd::register_with_interest(sock, tokio::io::Interest::READABLE)
         }
         .map_err(|e| format!("exec helper socket: {e}"))?;
-        let exited = loop {
-            tokio::select! {
-                ready = afd.readable() => {
-                    let mut guard = ready.map_err(|e| format!("exec helper socket: {e}"))?;
-                    match recv(afd.get_ref().as_fd(), MsgFlags::MSG_DONTWAIT) {
-                        Ok(Some((b, _))) => {
-                            tokio::spawn(async move {
-                                let _ = child.wait().await;
-                            });
-                            return serde_json::from_slice(&b)
-                                .map_err(|e| format!("bad status from the exec helper: {e}"));
-                        }
-                        // The helper closed its end without a report: it died.
-                        Ok(None) => break None,
-                        Err(Errno::EAGAIN) => guard.clear_ready(),
-                        Err(e) => return Err(format!("reading the exec helper's status: {e}")),
-                    }
-                }
-                st = child.wait() => break Some(st.map_err(|e| format!("waiting for the exec helper: {e}"))?),
-            }
-        };
-        let st = match exited {
-            Some(st) => st,
-            None => child
-                .wait()
+        loop {
+            let mut guard = afd
+                .readable()
                 .await
-                .map_err(|e| format!("waiting for the exec helper: {e}"))?,
-        };
-        // Exited: a report, if any, is queued on the socket.
-        match recv(afd.get_ref().as_fd(), MsgFlags::MSG_DONTWAIT) {
-            Ok(Some((b, _))) => serde_json::from_slice(&b)
-                .map_err(|e| format!("bad status from the exec helper: {e}")),
-            // A kill request that arrived before the helper blocked SIGTERM: the
-            // step never started.
-            _ if std::os::unix::process::ExitStatusExt::signal(&st) == Some(libc::SIGTERM) => {
-                Ok(Outcome {
-                    killed: true,
-                    ..Default::default()
-                })
+                .map_err(|e| format!("exec helper socket: {e}"))?;
+            match recv(afd.get_ref().as_fd(), MsgFlags::MSG_DONTWAIT) {
+                Ok(Some((b, _))) => {
+                    return serde_json::from_slice(&b)
+                        .map_err(|e| format!("bad status from the exec helper: {e}"))
+                }
+                // Every copy of the helper's end is closed without a report: it died.
+                Ok(None) => return Err("exec helper exited without a status".into()),
+                Err(Errno::EAGAIN) => guard.clear_ready(),
+                Err(e) => return Err(format!("reading the exec helper's status: {e}")),
             }
-            _ => Err(format!("exec helper exited without a status ({st})")),
         }
     }
 }

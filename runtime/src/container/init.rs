@@ -2,8 +2,9 @@
 //!
 //! Read top to bottom, this is the whole in-container start sequence:
 //! wait for the parent (maps written, cgroup joined) → become root of the user
-//! namespace → new cgroup namespace → `/` rslave → root (overlay) → `/proc`, `/dev`,
-//! `/sys`, `/tmp`, binds → `/etc/hosts`, `/etc/resolv.conf` → hostname → `lo` up →
+//! namespace → (a thread makes the network namespace with `lo` up, meanwhile) → new
+//! cgroup namespace → `/` rslave → root (overlay) → `/proc`, `/dev`, `/tmp` → join the
+//! network namespace → `/sys`, binds → `/etc/hosts`, `/etc/resolv.conf` → hostname →
 //! `pivot_root` → mask `/proc` and `/sys` paths → not dumpable → signals → fd sweep →
 //! (run mode: fork the command) → report ready → reap children until the command
 //! exits or the holder of the lifeline goes away.
@@ -99,6 +100,14 @@ fn setup(
         "setresuid 0",
     )?;
 
+    // Our network namespace is made on a thread while we mount (see NewNetns), and
+    // joined before /sys (a fresh sysfs shows the mounter's network namespace).
+    let mut netns = if cfg.own_netns {
+        Some(ctx(network::NewNetns::start(), "network namespace")?)
+    } else {
+        None
+    };
+
     // A cgroup namespace rooted at the container's cgroup (we were moved into it
     // before being released). Kernels without cgroup namespaces: skip.
     match unshare(CloneFlags::CLONE_NEWCGROUP) {
@@ -108,6 +117,9 @@ fn setup(
     // All namespaces exist now: let the parent open them (we are still dumpable) and
     // wait until it has.
     if cfg.open_ns {
+        if let Some(n) = netns.take() {
+            ctx(n.join(), "network namespace")?;
+        }
         ctx(sys::write_all_fd(ready.as_fd(), b"NS"), "handshake")?;
         let mut b = [0u8; 1];
         loop {
@@ -142,8 +154,12 @@ fn setup(
     };
     ctx(
         mounts::standard(root.as_fd(), &std_opts),
-        "mounting /proc, /dev, /sys, /tmp",
+        "mounting /proc, /dev, /tmp",
     )?;
+    if let Some(n) = netns.take() {
+        ctx(n.join(), "network namespace")?;
+    }
+    ctx(mounts::sysfs(root.as_fd(), &std_opts), "mounting /sys")?;
     ctx(mounts::binds(root.as_fd(), &cfg.mounts), "bind mount")?;
     let etc = ctx(mounts::ensure_dir(root.as_fd(), Path::new("/etc")), "/etc")?;
     ctx(
@@ -152,9 +168,6 @@ fn setup(
     )?;
     drop(etc);
     ctx(nix::unistd::sethostname(&cfg.hostname), "sethostname")?;
-    if cfg.own_netns {
-        ctx(network::loopback_up(), "bringing up lo")?;
-    }
     ctx(rootfs::pivot(&root), "pivot_root")?;
     drop(root);
     ctx(mounts::mask(), "masking /proc and /sys paths")?;

@@ -455,6 +455,7 @@ impl Runtime {
                 pidfd: launched.pidfd,
                 ns: launched.ns,
             })),
+            zygote: Mutex::new(None),
             prepared: Mutex::new(None),
         });
         // A failure to record the pid is not fatal: the container still dies with us.
@@ -467,9 +468,11 @@ impl Runtime {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_owned(), Arc::downgrade(&inner));
         let c = Container { inner };
-        // Have an exec helper join the container now (joining a cgroup is slow).
+        // Have the zygote join the container now (joining a cgroup is slow) and fork
+        // the first step helper.
         if tokio::runtime::Handle::try_current().is_ok() {
-            c.refill();
+            let me = c.clone();
+            tokio::task::spawn_blocking(move || me.refill());
         }
         Ok(c)
     }
@@ -648,7 +651,9 @@ struct Inner {
     net: Mutex<NetTracker>,
     /// `None` once destroyed.
     live: Mutex<Option<LiveState>>,
-    /// An exec helper that already joined the container (see exec.rs).
+    /// The container's zygote, which forks step helpers (see exec.rs).
+    zygote: Mutex<Option<exec::Zygote>>,
+    /// A step helper forked ahead of time, waiting for the next step.
     prepared: Mutex<Option<exec::Prepared>>,
 }
 
@@ -804,8 +809,8 @@ impl Container {
         *n = n.saturating_sub(1);
     }
 
-    /// A helper prepared for this container (the one made ahead of time, or a new one),
-    /// and another one started in the background for the next step.
+    /// A step helper for this container (the one forked ahead of time, or a new one),
+    /// and another one forked in the background for the next step.
     fn take_prepared(&self) -> Result<exec::Prepared, ExecError> {
         let ready = self
             .inner
@@ -818,7 +823,7 @@ impl Container {
             None => self.spawn_prepared()?,
         };
         let me = self.clone();
-        tokio::spawn(async move { me.refill() });
+        tokio::task::spawn_blocking(move || me.refill());
         Ok(p)
     }
 
@@ -828,13 +833,34 @@ impl Container {
         let Some(l) = live.as_ref() else {
             return Err(ExecError::Destroyed(i.id.clone()));
         };
-        let ns: Vec<(NsKind, &OwnedFd)> = l.ns.fds.iter().map(|(k, f)| (*k, f)).collect();
-        exec::Prepared::spawn(&i.shared.cfg.helper_exe, &self.prepare_msg(&ns), &ns).map_err(
-            |message| ExecError::Helper {
+        self.fork_step_helper(l)
+            .map_err(|message| ExecError::Helper {
                 id: i.id.clone(),
                 message,
-            },
-        )
+            })
+    }
+
+    /// Have the zygote fork a step helper; start the zygote first if there is none
+    /// (or it died). The caller holds the live lock (`l`).
+    fn fork_step_helper(&self, l: &LiveState) -> Result<exec::Prepared, String> {
+        let i = &self.inner;
+        let mut zygote = i.zygote.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(z) = zygote.as_ref() {
+            match z.fork() {
+                Ok(p) => return Ok(p),
+                Err(e) => {
+                    warn!(container = %i.id, "exec helper failed ({e}); starting another");
+                    if let Some(z) = zygote.take() {
+                        z.kill_blocking();
+                    }
+                }
+            }
+        }
+        let ns: Vec<(NsKind, &OwnedFd)> = l.ns.fds.iter().map(|(k, f)| (*k, f)).collect();
+        let z = exec::Zygote::spawn(&i.shared.cfg.helper_exe, &i.id, &self.prepare_msg(&ns), &ns)?;
+        let p = z.fork();
+        *zygote = Some(z);
+        p
     }
 
     fn prepare_msg(&self, ns: &[(NsKind, &OwnedFd)]) -> exec::Prepare {
@@ -845,8 +871,9 @@ impl Container {
         }
     }
 
-    /// Prepare the next helper unless one is ready or the container is gone. Holding
-    /// the live lock while spawning makes a concurrent destroy see (and discard) it.
+    /// Fork the next step helper unless one is ready or the container is gone. Holding
+    /// the live lock while forking makes a concurrent destroy see (and discard) it.
+    /// Blocking (runs on tokio's blocking pool).
     fn refill(&self) {
         let i = &self.inner;
         let live = i.live.lock().unwrap_or_else(|e| e.into_inner());
@@ -855,10 +882,9 @@ impl Container {
         if slot.is_some() {
             return;
         }
-        let ns: Vec<(NsKind, &OwnedFd)> = l.ns.fds.iter().map(|(k, f)| (*k, f)).collect();
-        match exec::Prepared::spawn(&i.shared.cfg.helper_exe, &self.prepare_msg(&ns), &ns) {
+        match self.fork_step_helper(l) {
             Ok(p) => *slot = Some(p),
-            Err(e) => debug!("preparing an exec helper: {e}"),
+            Err(e) => debug!("preparing a step helper: {e}"),
         }
     }
 
@@ -911,7 +937,14 @@ impl Container {
             }
         };
         let (out_fd, out_sink) = sink_fd(spec.stdout).map_err(|(p, e)| ioe("opening", &p)(e))?;
-        let (err_fd, err_sink) = sink_fd(spec.stderr).map_err(|(p, e)| ioe("opening", &p)(e))?;
+        let (err_fd, err_sink) = if matches!(spec.stderr, Sink::Stdout) {
+            let fd = out_fd
+                .try_clone()
+                .map_err(ioe("dup", Path::new("stdout")))?;
+            (fd, None)
+        } else {
+            sink_fd(spec.stderr).map_err(|(p, e)| ioe("opening", &p)(e))?
+        };
         let oom_before = i.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
         let step = exec::Step {
             action: exec::Action::Run(spec.process),
@@ -1187,15 +1220,21 @@ impl Container {
         let i = &self.inner;
         let _g = info_span!("container", id = %i.id).entered();
         let live = i.live.lock().unwrap_or_else(|e| e.into_inner()).take();
-        // After `live` is gone no helper can be prepared any more; the one that is sits
-        // in the container's cgroup.
+        // After `live` is gone no step helper can be forked any more; the one that is
+        // sits in the container's cgroup.
         let prepared = i.prepared.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(p) = prepared {
-            p.discard_blocking();
+            p.discard();
         }
         if let Some(l) = live {
             destroy::kill_init(&i.id, &l.pidfd, true)?;
             drop(l);
+        }
+        // Step helpers end with their steps (killed with the pid namespace); the
+        // zygote goes too, before its cgroup does.
+        let zygote = i.zygote.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(z) = zygote {
+            z.kill_blocking();
         }
         if let Some(cg) = &i.cgroup {
             destroy::remove_cgroup(&i.id, cg)?;
@@ -1286,6 +1325,13 @@ fn sink_fd(s: Sink) -> Result<(OwnedFd, Option<Drain>), (PathBuf, std::io::Error
         )),
         Sink::Writer(w) => pipe(OutSink::Writer(w)),
         Sink::Capture(c) => pipe(OutSink::Capture(c)),
+        Sink::Stdout => Err((
+            PathBuf::from("stdout"),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "Sink::Stdout is only meaningful for stderr",
+            ),
+        )),
     }
 }
 

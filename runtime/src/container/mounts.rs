@@ -164,9 +164,9 @@ pub struct Standard {
     pub tmp_size: Option<u64>,
 }
 
-/// `/proc`, `/dev` (+ `pts`, `shm`), `/sys` and `/tmp` under `root`.
+/// `/proc`, `/dev` (+ `pts`, `shm`) and `/tmp` under `root` (`/sys` is [`sysfs`]).
 pub fn standard(root: BorrowedFd<'_>, opts: &Standard) -> Result<(), SysError> {
-    use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
+    use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID};
 
     // /proc: a fresh procfs of the new pid namespace.
     let target = ensure_dir(root, Path::new("/proc"))?;
@@ -189,23 +189,16 @@ pub fn standard(root: BorrowedFd<'_>, opts: &Standard) -> Result<(), SysError> {
     let devfd = dev.as_fd();
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = PathBuf::from("/dev").join(node);
-        match openat(
+        // The new (empty) file in our fresh tmpfs is the mount point; its fd is the
+        // target.
+        let at = openat(
             Some(devfd.as_raw_fd()),
             node,
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o666),
-        ) {
-            Ok(fd) => drop(owned(fd)),
-            Err(e) => return Err(SysError::at("create", &host, e)),
-        }
-        let at = openat(
-            Some(devfd.as_raw_fd()),
-            node,
-            OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
-            Mode::empty(),
         )
         .map(owned)
-        .map_err(|e| SysError::at("openat", &host, e))?;
+        .map_err(|e| SysError::at("create", &host, e))?;
         let tree = sys::open_tree(
             libc::AT_FDCWD,
             Some(&host),
@@ -259,6 +252,22 @@ pub fn standard(root: BorrowedFd<'_>, opts: &Standard) -> Result<(), SysError> {
     )?;
     attach(&shm, &shm_at, Path::new("/dev/shm"))?;
 
+    // /tmp: a private tmpfs.
+    let target = ensure_dir(root, Path::new("/tmp"))?;
+    let size = opts.tmp_size.map(|s| s.to_string());
+    let mut tmp_opts = vec![("mode", "1777")];
+    if let Some(s) = &size {
+        tmp_opts.push(("size", s.as_str()));
+    }
+    let tmp = make_fs("tmpfs", &tmp_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?;
+    attach(&tmp, &target, Path::new("/tmp"))?;
+    Ok(())
+}
+
+/// `/sys` under `root`, read-only. With `own_netns`, the caller must already be in
+/// the container's network namespace (a fresh sysfs shows the caller's).
+pub fn sysfs(root: BorrowedFd<'_>, opts: &Standard) -> Result<(), SysError> {
+    use sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
     // /sys read-only: a fresh sysfs needs our own network namespace; otherwise a
     // read-only recursive bind of the host's (as runc's rootless spec and crun do).
     let target = ensure_dir(root, Path::new("/sys"))?;
@@ -275,16 +284,6 @@ pub fn standard(root: BorrowedFd<'_>, opts: &Standard) -> Result<(), SysError> {
         clone_tree(Path::new("/sys"), ro)?
     };
     attach(&sysfs, &target, Path::new("/sys"))?;
-
-    // /tmp: a private tmpfs.
-    let target = ensure_dir(root, Path::new("/tmp"))?;
-    let size = opts.tmp_size.map(|s| s.to_string());
-    let mut tmp_opts = vec![("mode", "1777")];
-    if let Some(s) = &size {
-        tmp_opts.push(("size", s.as_str()));
-    }
-    let tmp = make_fs("tmpfs", &tmp_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)?;
-    attach(&tmp, &target, Path::new("/tmp"))?;
     Ok(())
 }
 

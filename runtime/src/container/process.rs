@@ -10,7 +10,7 @@ use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
 use nix::sys::resource::setrlimit;
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
@@ -148,18 +148,78 @@ fn exec_failure(prog: &str, e: Errno) -> StartFailure {
 }
 
 /// Default dispositions and an empty mask: the helper (a Rust program) ignores
-/// SIGPIPE and pid 1 blocks signals; programs must not inherit either.
+/// SIGPIPE and pid 1 blocks signals; programs must not inherit either. Handled signals
+/// are reset by `execve` itself; only ignored ones survive it, so only those (read
+/// from `/proc/thread-self/status`) are reset, one `sigaction` each.
 pub fn reset_signals() {
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+    let ignored = ignored_signals().unwrap_or(u64::MAX);
+    for n in 1..=64u32 {
+        if n == libc::SIGKILL as u32 || n == libc::SIGSTOP as u32 {
             continue;
         }
-        // SAFETY: SIG_DFL is always a valid disposition.
-        unsafe {
-            let _ = nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl);
+        if ignored & (1u64 << (n - 1)) != 0 {
+            set_default(n as libc::c_int);
         }
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// `rt_sigaction(sig, SIG_DFL)` as a raw system call: glibc refuses the signals it
+/// uses internally (32 and 33), which can still arrive ignored from our own parent.
+fn set_default(sig: libc::c_int) {
+    /// The kernel's `struct sigaction` on x86_64 and aarch64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: a valid kernel sigaction with the default handler; no old action asked.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
+
+/// The `SigIgn` mask of this thread (bit n-1 for signal n), or `None` if unknown.
+fn ignored_signals() -> Option<u64> {
+    let fd = nix::fcntl::open(
+        "/proc/thread-self/status",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: fresh fd from open.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    parse_sig_ign(&buf[..len])
+}
+
+fn parse_sig_ign(status: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(status).ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
 }
 
 /// Report a start failure on `fd` (the helper's error pipe) or stderr, then `_exit`.
@@ -180,4 +240,20 @@ pub fn exit_with(failure: &StartFailure, fd: Option<BorrowedFd<'_>>) -> ! {
     }
     // SAFETY: terminate without running the parent's destructors or atexit handlers.
     unsafe { libc::_exit(failure.code) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sig_ign_is_parsed() {
+        let status =
+            b"Name:\tx\nSigBlk:\t0000000000010000\nSigIgn:\t0000000000001000\nSigCgt:\t0\n";
+        assert_eq!(parse_sig_ign(status), Some(1 << (libc::SIGPIPE - 1)));
+        assert_eq!(parse_sig_ign(b"Name:\tx\n"), None);
+        // This test process (Rust) ignores SIGPIPE.
+        let m = ignored_signals().unwrap();
+        assert_ne!(m & (1 << (libc::SIGPIPE - 1)), 0);
+    }
 }
