@@ -282,9 +282,15 @@ fn metadata_is_preserved() {
     assert_eq!(md("sgid").mode() & 0o7777, 0o2711);
     assert_eq!(md("sgid").gid(), 100005);
     assert_eq!((md("owned").uid(), md("owned").gid()), (101000, 101001));
+    // File capabilities are kept, but namespaced: revision 3 with the container root's
+    // host id (100000) as rootid, so they count only inside the container's user
+    // namespace, never on the host (docs/security.md).
+    let mut v3 = cap.clone();
+    v3[3] = 3;
+    v3.extend_from_slice(&100000u32.to_le_bytes());
     assert_eq!(
         support::lgetxattr(&d.join("capped"), "security.capability"),
-        Some(cap)
+        Some(v3)
     );
     assert_eq!(
         support::lgetxattr(&d.join("capped"), "user.note").as_deref(),
