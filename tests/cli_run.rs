@@ -284,17 +284,24 @@ fn run_limits() {
         let hog = ["awk", "BEGIN { s = \"x\"; while (1) s = s s }"];
         let mut args = vec!["--rm", "--memory", "32m", "--pids-limit", "20", "--"];
         args.extend(hog);
+        // Other processes on this host may hold containers of their own under the
+        // same parent: only what this run adds counts.
+        let cgroups = || -> std::collections::BTreeSet<PathBuf> {
+            std::fs::read_dir("/sys/fs/cgroup/memory/koji-adjutant")
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok())
+                        .map(|e| e.path())
+                        .filter(|p| p.is_dir())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let before = cgroups();
         let out = env.run(&args);
         if is_root() {
             // SIGKILLed by the OOM killer.
             assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
-            let leftover: Vec<_> = std::fs::read_dir("/sys/fs/cgroup/memory/koji-adjutant")
-                .map(|rd| {
-                    rd.filter_map(|e| e.ok())
-                        .filter(|e| e.path().is_dir())
-                        .collect()
-                })
-                .unwrap_or_default();
+            let leftover: Vec<_> = cgroups().difference(&before).cloned().collect();
             assert!(leftover.is_empty(), "cgroups left: {leftover:?}");
         } else {
             // No delegated cgroup: the limits are reported as not applied, never faked.
