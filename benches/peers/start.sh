@@ -188,7 +188,7 @@ lines += ["## Exec /bin/true into a running container", "",
 if crit:
     c = json.load(open(crit))
     lines.append(f"| koji-adjutant Container::exec | {c['median']['point_estimate'] / 1e6:.2f} | "
-                 "criterion (runtime API: helper re-exec, setns, fork, exec, wait) |")
+                 "criterion (runtime API: step helper forked by the container's zygote, spawn, exec, wait) |")
 lines += ["", f"Host: {platform.node()}, {os.cpu_count()} CPUs, kernel {platform.release()}; "
           f"load average at the end {os.getloadavg()[0]:.2f}.", ""]
 text = "\n".join(lines)
