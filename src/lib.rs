@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod fnmatch;
 pub mod hub;
+pub mod notify;
 pub mod policy;
 pub mod registry;
 pub mod repo;

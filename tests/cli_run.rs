@@ -284,9 +284,8 @@ fn run_limits() {
         let hog = ["awk", "BEGIN { s = \"x\"; while (1) s = s s }"];
         let mut args = vec!["--rm", "--memory", "32m", "--pids-limit", "20", "--"];
         args.extend(hog);
-        // Other processes on this host may hold containers of their own under the
-        // same parent: only what this run adds counts.
-        let cgroups = || -> std::collections::BTreeSet<PathBuf> {
+        // Container cgroups (other builds on the machine may have theirs here too).
+        let cgroups = || -> Vec<std::path::PathBuf> {
             std::fs::read_dir("/sys/fs/cgroup/memory/koji-adjutant")
                 .map(|rd| {
                     rd.filter_map(|e| e.ok())
@@ -301,7 +300,16 @@ fn run_limits() {
         if is_root() {
             // SIGKILLed by the OOM killer.
             assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
-            let leftover: Vec<_> = cgroups().difference(&before).cloned().collect();
+            // no cgroup of ours is left: a new one without processes would be ours (a
+            // running container of someone else has its processes in it)
+            let leftover: Vec<_> = cgroups()
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .filter(|p| {
+                    std::fs::read_to_string(p.join("cgroup.procs"))
+                        .is_ok_and(|s| s.trim().is_empty())
+                })
+                .collect();
             assert!(leftover.is_empty(), "cgroups left: {leftover:?}");
         } else {
             // No delegated cgroup: the limits are reported as not applied, never faked.

@@ -136,3 +136,73 @@ fn no_credentials_names_the_alternatives_to_gssapi() {
         "{err}"
     );
 }
+
+/// Receive one notification datagram (blocking on a thread; the read timeout only
+/// keeps a broken daemon from hanging the test).
+async fn next_notification(sock: &std::sync::Arc<std::os::unix::net::UnixDatagram>) -> String {
+    let sock = sock.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 4096];
+        let n = sock
+            .recv(&mut buf)
+            .expect("no notification from the daemon within 300 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sd_notify_ready_reloading_and_stopping() {
+    let hub = FakeHub::start(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), &hub, "");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(300)))
+        .unwrap();
+    let sock = std::sync::Arc::new(sock);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_koji-adjutant"))
+        .args([
+            "daemon",
+            "-c",
+            conf.to_str().unwrap(),
+            "--fg",
+            "--force-lock",
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+
+    let m = next_notification(&sock).await;
+    assert!(m.starts_with("READY=1\n"), "{m:?}");
+    assert!(
+        m.contains(&format!("STATUS=connected to {}", hub.url())),
+        "{m:?}"
+    );
+    assert!(
+        !hub.calls_of("login").is_empty(),
+        "READY=1 before the login"
+    );
+
+    // SIGUSR1: RELOADING=1, then the re-executed process is READY again
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let m = next_notification(&sock).await;
+    assert!(m.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{m:?}");
+    let m = next_notification(&sock).await;
+    assert!(m.starts_with("READY=1\n"), "{m:?}");
+    assert_eq!(hub.calls_of("login").len(), 2);
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let m = next_notification(&sock).await;
+    assert!(m.starts_with("STOPPING=1\nSTATUS=SIGTERM"), "{m:?}");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    hub.with(|s| assert!(s.sessions.values().all(|x| x.closed)));
+}

@@ -5,10 +5,16 @@
 //! parser. Needs `createrepo_c`, `mergerepo_c`, `rpm` and `rpmbuild` on the host (all
 //! installed by tests/setup-host.sh).
 
+mod buildroot_common;
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use koji_adjutant::daemon::{default_handlers, HandlerRegistry};
+use koji_adjutant::repo::{ContainerRepoTool, RepoTool};
+use koji_adjutant::tasks::createrepo::Createrepo;
 use koji_adjutant::xmlrpc::{encode_args, MethodResponse, Struct, Value};
 use support::fakehub::{self, FakeHub, CLOSED, FAILED, FREE};
 use support::fakerepos::{FakeRepos, REPO_INIT, REPO_READY};
@@ -24,11 +30,15 @@ struct Env {
 
 impl Env {
     async fn start(extra: &str) -> Env {
+        Env::start_with(extra, None).await
+    }
+
+    async fn start_with(extra: &str, handlers: Option<HandlerRegistry>) -> Env {
         let hub = FakeHub::start(1).await;
         let repos = FakeRepos::install(&hub);
         let dir = tempfile::tempdir().unwrap();
         let conf = format!("topdir = {}\n{extra}", hub.topdir().display());
-        let d = spawn(config(&hub.url(), 1, dir.path(), &conf), None).await;
+        let d = spawn(config(&hub.url(), 1, dir.path(), &conf), handlers).await;
         Env {
             hub,
             repos,
@@ -829,4 +839,91 @@ async fn legacy_options_become_repo_opts() {
     let last = e.repos.repos_of(tag).pop().unwrap();
     assert_eq!(last.create_event, 4242);
     e.stop().await;
+}
+
+/// `repo_tool = container`: createrepo_c and mergerepo_c from the rpmroot image (the
+/// way a host without them installed runs repo tasks), with the host's paths bound at
+/// the same places: the same repodata as with the host's binaries, the programs named
+/// as inside the image in the logs, and nothing left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_tools_in_a_container_of_the_default_image() {
+    let benv = buildroot_common::Env::new(false);
+    let tool: Arc<dyn RepoTool> = Arc::new(ContainerRepoTool::new(
+        benv.b.clone(),
+        buildroot_common::IMAGE,
+    ));
+    let mut handlers = default_handlers();
+    handlers.register(Arc::new(Createrepo {
+        container: Some(tool),
+    }));
+    let e = Env::start_with("adjutant.repo_tool = container", Some(handlers)).await;
+    // a Koji topdir is world-readable (the web server serves it): so is this one, for
+    // the container's root, which is not the host's root
+    let mut p = e.hub.topdir().to_path_buf();
+    loop {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        if !p.pop() || p == Path::new("/tmp") || p == Path::new("/") {
+            break;
+        }
+    }
+    let pk = e.pkgdir();
+    let ext = e.dir.path().join("ext");
+    external_repo(&ext, "x86_64", &[build_rpm(&pk, "extpkg", "1.0", "noarch")]);
+    let tag = e.repos.add_tag("in-container", Some("x86_64"));
+    e.repos.tag_rpms(
+        tag,
+        &[koji_only_dep(), build_rpm(&pk, "archpkg", "1.0", "x86_64")],
+    );
+    e.repos.add_group(tag, "build", &["bash", "koji-only-dep"]);
+    e.repos.add_external_repo(
+        tag,
+        "ext",
+        &format!("file://{}/$arch/", ext.display()),
+        "koji",
+        None,
+    );
+    let (repo_id, _) = e.regen(tag, "in-container").await;
+    let dir = e.arch_dir(repo_id, "x86_64");
+    assert_eq!(
+        nas(&dir),
+        vec!["archpkg.x86_64", "extpkg.noarch", "koji-only-dep.noarch"]
+    );
+    for p in packages(&dir) {
+        if p.name != "extpkg" {
+            assert!(p.href.starts_with("toplink/packages/"), "{}", p.href);
+            assert!(dir.join(&p.href).is_file(), "{} does not resolve", p.href);
+        }
+    }
+    let kinds: Vec<String> = repomd(&dir).into_iter().map(|r| r.kind).collect();
+    assert!(kinds.contains(&"group".to_string()), "{kinds:?}");
+    let c = e.last_task("createrepo");
+    let log = e.uploaded_text(c.id, "createrepo.log");
+    assert!(
+        log.starts_with("$ /usr/bin/createrepo_c --error-exit-val -vd -o "),
+        "{log}"
+    );
+    let merge_log = e.uploaded_text(c.id, "mergerepos.log");
+    assert!(
+        merge_log.starts_with("$ /usr/bin/mergerepo_c --koji "),
+        "{merge_log}"
+    );
+    e.stop().await;
+    // the image was unpacked for the tool's containers (importing it did not unpack it)
+    let layers = benv.store_root.join("layers");
+    let unpacked: Vec<_> = std::fs::read_dir(&layers)
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
+    assert!(!unpacked.is_empty(), "no layer unpacked under {layers:?}");
+    // no container of the tool is left
+    let containers = benv.store_root.join("containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| !n.to_string_lossy().starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "containers left: {left:?}");
 }

@@ -66,7 +66,7 @@ step fixtures fixtures
 step registry registry
 
 if [ $lint = 1 ]; then
-  step shellcheck shellcheck -S warning tests/*.sh tests/fixtures/*.sh .ci/run || true
+  step shellcheck shellcheck -S warning tests/*.sh tests/fixtures/*.sh scripts/*.sh .ci/run || true
   step fmt cargo fmt --all --check || true
   step clippy cargo clippy --workspace --all-targets --locked -- -D warnings || true
 fi

@@ -278,6 +278,28 @@ pub fn hierarchy_dirs(rel: &Path) -> Vec<PathBuf> {
     }
 }
 
+/// The controllers limits use (`memory`, `pids`, `cpu`) that the host does not offer:
+/// on v1 not mounted, on v2 not in the root's `cgroup.controllers`. Empty when all are
+/// there (or the layout cannot be read: [`probe`] says that).
+pub fn missing_controllers() -> Vec<&'static str> {
+    const WANTED: [&str; 3] = ["memory", "pids", "cpu"];
+    let have: Vec<String> = match get_cgroup_setup() {
+        Ok(CgroupSetup::Unified) => {
+            std::fs::read_to_string(Path::new(CGROUP_ROOT).join("cgroup.controllers"))
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default()
+        }
+        Ok(_) => libcgroups::v1::util::list_supported_mount_points()
+            .map(|m| m.keys().map(|c| c.to_string()).collect())
+            .unwrap_or_default(),
+        Err(_) => return Vec::new(),
+    };
+    WANTED
+        .into_iter()
+        .filter(|w| !have.iter().any(|h| h == w))
+        .collect()
+}
+
 /// Child cgroup names under `parent` in every hierarchy (for the sweep).
 pub fn children(parent: &Path) -> Vec<String> {
     let mut names: Vec<String> = hierarchy_dirs(parent)

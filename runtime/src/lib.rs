@@ -20,6 +20,7 @@ pub mod layer;
 pub mod manifest;
 pub mod namespaces;
 pub mod platform;
+pub mod probe;
 pub mod progress;
 pub mod reference;
 pub mod registry;

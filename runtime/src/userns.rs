@@ -286,6 +286,8 @@ pub enum Job {
     /// An image store job (unpacking a layer with its ids as they are, or removing an
     /// unpacked layer); its result goes to the helper's stdout as JSON.
     Store(crate::store::UsernsJob),
+    /// A host probe ([`crate::probe`]); its result goes to stdout as JSON.
+    Probe(crate::probe::Probe),
 }
 
 impl Job {
@@ -298,6 +300,10 @@ impl Job {
             }
             Job::Store(crate::store::UsernsJob::Unpack(j)) => {
                 format!("unpacking {} into {}", j.blob.display(), j.target.display())
+            }
+            Job::Probe(crate::probe::Probe::Identity) => "user namespace probe".into(),
+            Job::Probe(crate::probe::Probe::Overlay { dir }) => {
+                format!("overlay probe in {}", dir.display())
             }
         }
     }
@@ -459,6 +465,14 @@ fn run_inside(cfg: &JobConfig) -> Result<(), String> {
         Job::Store(job) => {
             let res: StoreJobResult = crate::store::run_userns_job(job);
             let json = serde_json::to_vec(&res).map_err(|e| e.to_string())?;
+            // Flushed here: the child ends with _exit, which skips std's buffers.
+            let mut out = std::io::stdout().lock();
+            out.write_all(&json)
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("writing the job result: {e}"))
+        }
+        Job::Probe(probe) => {
+            let json = crate::probe::run_inside(probe);
             // Flushed here: the child ends with _exit, which skips std's buffers.
             let mut out = std::io::stdout().lock();
             out.write_all(&json)

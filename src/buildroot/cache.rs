@@ -226,6 +226,7 @@ mod tests {
             mounts: vec![],
             limits: Default::default(),
             build_timeout: Duration::from_secs(1),
+            max_log_size: None,
             logdir: "/l".into(),
             workdir: "/w".into(),
             resultdir: None,

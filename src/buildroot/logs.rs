@@ -143,6 +143,115 @@ impl Logs {
     }
 }
 
+/// How much of a step's output a log keeps: `[adjutant] max_log_size` bytes in all
+/// (the log's size when the step starts counts), then one note and nothing more. The
+/// rest of the output is read and discarded, so the step is not blocked on a full pipe
+/// and runs to its end (or its timeout) as it would otherwise.
+pub(crate) struct CappedLog {
+    file: tokio::fs::File,
+    name: String,
+    /// Bytes the log may still grow by (before the note).
+    room: u64,
+    cap: u64,
+    /// The note, once the cap is reached, and how much of it was written.
+    note: Option<(Vec<u8>, usize)>,
+    discarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CappedLog {
+    /// Open `path` for appending with at most `cap` bytes in all (`None`: no cap).
+    /// The counter reports the bytes discarded.
+    pub(crate) fn open(
+        path: &Path,
+        cap: Option<u64>,
+    ) -> Result<(CappedLog, std::sync::Arc<std::sync::atomic::AtomicU64>), BuildrootError> {
+        let f = open_append(path)?;
+        let len = f
+            .metadata()
+            .map_err(BuildrootError::io("reading log size", path))?
+            .len();
+        let cap = cap.unwrap_or(u64::MAX);
+        let discarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok((
+            CappedLog {
+                file: tokio::fs::File::from_std(f),
+                name,
+                room: cap.saturating_sub(len),
+                cap,
+                note: None,
+                discarded: discarded.clone(),
+            },
+            discarded,
+        ))
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedLog {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let me = self.get_mut();
+        if me.room > 0 {
+            let n = buf
+                .len()
+                .min(usize::try_from(me.room).unwrap_or(usize::MAX));
+            return match std::pin::Pin::new(&mut me.file).poll_write(cx, &buf[..n]) {
+                Poll::Ready(Ok(w)) => {
+                    me.room -= w as u64;
+                    Poll::Ready(Ok(w))
+                }
+                other => other,
+            };
+        }
+        if me.note.is_none() {
+            let text = format!(
+                "\n{} - WARNING koji-adjutant: {} reached max_log_size ({} bytes); \
+                 the rest of this step's output is discarded\n",
+                timestamp(),
+                me.name,
+                me.cap
+            );
+            me.note = Some((text.into_bytes(), 0));
+        }
+        if let Some((note, done)) = &mut me.note {
+            while *done < note.len() {
+                match std::pin::Pin::new(&mut me.file).poll_write(cx, &note[*done..]) {
+                    Poll::Ready(Ok(0)) => break,
+                    Poll::Ready(Ok(w)) => *done += w,
+                    // The log cannot be written: drop the rest as well.
+                    Poll::Ready(Err(_)) => break,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            *done = note.len();
+        }
+        me.discarded
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().file).poll_shutdown(cx)
+    }
+}
+
 /// The last `lines` lines of a file (reading at most its last 16 KiB).
 pub fn tail_of(path: &Path, lines: usize) -> String {
     use std::io::{Read, Seek, SeekFrom};
@@ -302,6 +411,46 @@ mod tests {
         assert!(t.starts_with("row "), "{}", &t[..20]);
         assert!(t.ends_with("row 04999"));
         assert!(t.len() <= 16384);
+    }
+
+    #[tokio::test]
+    async fn capped_log_keeps_the_cap_and_says_so() {
+        use tokio::io::AsyncWriteExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("build.log");
+        std::fs::write(&p, "framing line\n").unwrap();
+        let (mut w, discarded) = CappedLog::open(&p, Some(100)).unwrap();
+        for _ in 0..50 {
+            w.write_all(b"0123456789").await.unwrap();
+        }
+        w.flush().await.unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (kept, note) = text.split_at(100);
+        assert!(kept.starts_with("framing line\n0123456789"), "{kept}");
+        assert!(
+            note.contains("build.log reached max_log_size (100 bytes)"),
+            "{note}"
+        );
+        assert_eq!(note.matches("max_log_size").count(), 1, "{note}");
+        assert_eq!(
+            discarded.load(std::sync::atomic::Ordering::Relaxed),
+            500 - (100 - 13)
+        );
+        // A log already over the cap takes nothing more.
+        let (mut w, discarded) = CappedLog::open(&p, Some(10)).unwrap();
+        w.write_all(b"more").await.unwrap();
+        w.flush().await.unwrap();
+        let again = std::fs::read_to_string(&p).unwrap();
+        assert!(again.starts_with(&text) && !again.contains("more"));
+        assert_eq!(discarded.load(std::sync::atomic::Ordering::Relaxed), 4);
+        // No cap: everything is kept.
+        let q = d.path().join("root.log");
+        let (mut w, discarded) = CappedLog::open(&q, None).unwrap();
+        w.write_all(&[b'x'; 10000]).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(std::fs::metadata(&q).unwrap().len(), 10000);
+        assert_eq!(discarded.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -34,10 +34,12 @@
 pub mod cache;
 mod describe;
 mod dnf;
+mod hostfs;
 mod logs;
 pub mod pkglist;
 pub mod request;
 mod setup;
+mod tool;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,6 +62,7 @@ pub use request::{
     BuildrootRequest, DnfOptions, KojiInputs, KojiLink, RepoSource, BUILDDIR, BUILD_NETWORK_KEY,
     MOCKBUILD_UID, MOCK_GID, TOPDIR,
 };
+pub use tool::ToolContainer;
 
 /// Lines of a log quoted in failure messages.
 pub const TAIL_LINES: usize = 30;
@@ -143,7 +146,9 @@ pub struct StepFailure {
     /// How it ended.
     pub exit: ExitStatus,
     /// kojid's wording (`parseStatus`): `exited with status 1`, `was killed by
-    /// signal 9`, `timed out after 86400 s`, `was killed: out of memory`.
+    /// signal 9`, `timed out after 86400 s`, `was killed: out of memory`, `exited with
+    /// status 1 (a process was killed: out of memory)` (the cgroup counted an OOM kill
+    /// while the step ran; [`ExitStatus::oom_killed`] is then set too).
     pub status: String,
     /// The last lines of `log`.
     pub tail: String,

@@ -16,7 +16,8 @@ use super::BuildrootError;
 
 /// Tag extra that lets build steps (rpmbuild, `source_cmd`) use the host network
 /// (kojid/mock: `rpmbuild_networking`, which kojid only turns on for SCM SRPM builds).
-/// A boolean; default false: build steps get a private network namespace with only `lo`.
+/// A boolean; without it, `[adjutant] network_default` (default `none`: build steps get
+/// a private network namespace with only `lo`).
 pub const BUILD_NETWORK_KEY: &str = "adjutant.build_network";
 
 /// The build user inside every buildroot: mock's `mockbuild` (uid 1000) in group
@@ -109,6 +110,9 @@ pub struct BuildrootRequest {
     pub limits: Limits,
     /// Time allowed for one build step (kojid `rpmbuild_timeout`).
     pub build_timeout: Duration,
+    /// Most bytes a log (`build.log`, `root.log`) may hold; the steps' output beyond
+    /// it is discarded with a note (`[adjutant] max_log_size`; `None`: no limit).
+    pub max_log_size: Option<u64>,
     /// Where the logs are written (`root.log`, `build.log`, `state.log`, …); the
     /// caller uploads them as they grow (tasks: `LogDir`; `rebuild`: the result dir).
     pub logdir: PathBuf,
@@ -177,7 +181,8 @@ impl BuildrootRequest {
     /// - environment from `rpm.env.*`;
     /// - `mock.package_manager`, `mock.releasever`, `mock.yum.module_hotfixes`,
     ///   `mock.yum.best`, kojid.conf `yum_proxy`;
-    /// - build network from `inputs.network` or the [`BUILD_NETWORK_KEY`] extra;
+    /// - build network from `inputs.network`, else the [`BUILD_NETWORK_KEY`] extra, else
+    ///   `[adjutant] network_default`;
     /// - limits from `[adjutant] memory_limit`, `pids_limit`, `cpu_limit`; binds from
     ///   `[adjutant] mounts` plus `inputs.binds`; `rpmbuild_timeout`.
     pub fn for_koji(
@@ -276,8 +281,13 @@ impl BuildrootRequest {
                 )));
             }
         }
-        let build_network =
-            inputs.network || extra.get(BUILD_NETWORK_KEY).is_some_and(Value::truthy);
+        // The tag's setting wins over the host's `network_default`; SCM SRPM builds
+        // (kojid's `setup_dns`) always get the network.
+        let build_network = inputs.network
+            || match extra.get(BUILD_NETWORK_KEY) {
+                Some(v) => v.truthy(),
+                None => cfg.adjutant.network_default == crate::config::NetworkDefault::Host,
+            };
 
         let a = &cfg.adjutant;
         let limits = Limits {
@@ -329,6 +339,10 @@ impl BuildrootRequest {
             } else {
                 Duration::from_secs(timeout)
             },
+            max_log_size: match cfg.adjutant.max_log_size.0 {
+                0 => None,
+                n => Some(n),
+            },
             logdir: inputs.logdir,
             workdir: inputs.workdir,
             resultdir: None,
@@ -363,5 +377,60 @@ fn check_env_name(tag: &str, key: &str, name: &str) -> Result<(), BuildrootError
         Err(BuildrootError::Config(format!(
             "tag {tag}: extra {key}: {name:?} is not an environment variable name"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NetworkDefault;
+    use crate::policy::ImageSource;
+
+    fn build_network(default: NetworkDefault, extra: Option<Value>, scm: bool) -> bool {
+        let mut cfg = Config::defaults();
+        cfg.adjutant.network_default = default;
+        let mut ex = Vec::new();
+        if let Some(v) = extra {
+            ex.push((BUILD_NETWORK_KEY, v));
+        }
+        let tag = Value::struct_from([
+            ("name", Value::from("f40-build")),
+            ("extra", Value::struct_from(ex)),
+        ]);
+        let repo = Value::struct_from([("id", Value::Int(9))]);
+        let req = BuildrootRequest::for_koji(
+            &cfg,
+            Resolution {
+                image: "img".into(),
+                source: ImageSource::Default,
+                tag: "f40-build".into(),
+            },
+            KojiInputs {
+                tag_config: &tag,
+                repo: &repo,
+                brootid: 1,
+                task_id: 2,
+                br_arch: "x86_64",
+                target_arch: "x86_64",
+                install_group: "build",
+                network: scm,
+                binds: vec![],
+                logdir: "/tmp/l".into(),
+                workdir: "/tmp/w".into(),
+            },
+        )
+        .unwrap();
+        req.build_network
+    }
+
+    #[test]
+    fn build_network_tag_extra_over_the_host_default() {
+        use NetworkDefault::{Host, None as NoNet};
+        assert!(!build_network(NoNet, None, false));
+        assert!(build_network(Host, None, false));
+        assert!(build_network(NoNet, Some(Value::Bool(true)), false));
+        assert!(!build_network(Host, Some(Value::Bool(false)), false));
+        // SCM SRPM builds always get it (kojid's setup_dns).
+        assert!(build_network(NoNet, Some(Value::Bool(false)), true));
     }
 }

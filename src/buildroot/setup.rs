@@ -19,7 +19,8 @@ use adjutant_runtime::userns;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::cache::{self, CacheKey};
-use super::logs::{self, Logs};
+use super::hostfs;
+use super::logs::{self, CappedLog, Logs};
 use super::pkglist::{self, InstalledRpm};
 use super::request::{BuildrootRequest, BUILDDIR, MOCKBUILD_UID, MOCK_GID, TOPDIR};
 use super::{
@@ -203,7 +204,17 @@ async fn ensure_image(
     req: &BuildrootRequest,
     logs: &Logs,
 ) -> Result<(ImageInfo, Vec<PathBuf>, LayerLease), BuildrootError> {
-    let image = req.image.image.clone();
+    ensure_image_named(b, &req.image.image, &req.arch, logs).await
+}
+
+/// [`ensure_image`] for an image named directly (tool containers).
+pub(crate) async fn ensure_image_named(
+    b: &Buildroots,
+    image: &str,
+    arch: &str,
+    logs: &Logs,
+) -> Result<(ImageInfo, Vec<PathBuf>, LayerLease), BuildrootError> {
+    let image = image.to_owned();
     let store = b.shared.store.clone();
     let err = |reason: String| BuildrootError::Image {
         image: image.clone(),
@@ -230,8 +241,8 @@ async fn ensure_image(
             )))
         }
         _ => {
-            let platform = Platform::for_arch(&req.arch).map_err(|e| err(e.to_string()))?;
-            logs.info(&format!("pulling image {image} for {}", req.arch));
+            let platform = Platform::for_arch(arch).map_err(|e| err(e.to_string()))?;
+            logs.info(&format!("pulling image {image} for {arch}"));
             let t0 = Instant::now();
             let opts = PullOptions {
                 platform,
@@ -389,7 +400,10 @@ fn exit_words(st: &ExitStatus, timeout: Duration) -> String {
     if st.timed_out {
         format!("timed out after {} s", timeout.as_secs())
     } else if st.oom_killed {
-        "was killed: out of memory".into()
+        match st.code {
+            Some(c) => format!("exited with status {c} (a process was killed: out of memory)"),
+            None => "was killed: out of memory".into(),
+        }
     } else if st.killed {
         "was killed".into()
     } else if let Some(s) = st.signal {
@@ -599,13 +613,26 @@ async fn run_step(
         };
     }
     let mut e = ExecSpec::new(p);
+    // Output goes through a pipe into the log, capped at max_log_size: a build that
+    // prints without end must not fill the disk (stderr shares stdout's pipe unless
+    // stdout is captured, so the two keep their order, as in mock's logs).
     let path = logs.path(s.log);
-    e.stdout = s.stdout.unwrap_or_else(|| Sink::Append(path.clone()));
-    e.stderr = Sink::Append(path);
+    let (log, discarded) = CappedLog::open(&path, req.max_log_size)?;
+    match s.stdout {
+        Some(out) => {
+            e.stdout = out;
+            e.stderr = Sink::Writer(Box::new(log));
+        }
+        None => {
+            e.stdout = Sink::Writer(Box::new(log));
+            e.stderr = Sink::Stdout;
+        }
+    }
     e.stdin = Stdin::Null;
     e.network = s.network;
     e.timeout = s.timeout;
-    let st = match c.run(e).await {
+    let oom_before = c.usage().oom_kills;
+    let mut st = match c.run(e).await {
         Ok(st) => st,
         Err(adjutant_runtime::container::ExecError::Start {
             message,
@@ -623,27 +650,26 @@ async fn run_step(
         }
         Err(e) => return Err(e.into()),
     };
+    // The runtime flags an OOM kill of the step's own process; a build usually loses
+    // a child (cc1, a test) and exits 1: the cgroup's count says so.
+    if !st.success() && c.usage().oom_kills > oom_before {
+        st.oom_killed = true;
+        let _ = logs.append(
+            s.log,
+            "koji-adjutant: a process of this step was killed by the kernel: out of memory\n",
+        );
+    }
+    let lost = discarded.load(Ordering::Relaxed);
+    if lost > 0 {
+        logs.warn(&format!(
+            "{}: {lost} bytes of output of {} discarded beyond max_log_size ({} bytes)",
+            s.log,
+            s.argv.first().map(String::as_str).unwrap_or(""),
+            req.max_log_size.unwrap_or(0)
+        ));
+    }
     logs.returned(s.log, st.shell_code());
     Ok(st)
-}
-
-/// `chown -R -h` on the host (no symlink is followed).
-fn lchown_tree(root: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<(), BuildrootError> {
-    let mut todo = vec![root.to_owned()];
-    while let Some(p) = todo.pop() {
-        std::os::unix::fs::lchown(&p, uid, gid).map_err(BuildrootError::io("chown", &p))?;
-        let m = std::fs::symlink_metadata(&p).map_err(BuildrootError::io("stat", &p))?;
-        if m.is_dir() {
-            let rd = std::fs::read_dir(&p).map_err(BuildrootError::io("reading", &p))?;
-            todo.extend(rd.flatten().map(|e| e.path()));
-        }
-    }
-    Ok(())
-}
-
-/// The host side of `/builddir/build`.
-fn host_topdir(builddir: &Path) -> PathBuf {
-    builddir.join("build")
 }
 
 pub(crate) async fn create(
@@ -1040,7 +1066,7 @@ async fn install_in(
     )
     .await?;
     logs.finish("dnf install");
-    copy_dnf_logs(c, logs).await;
+    copy_dnf_logs(c, logs, req.max_log_size).await;
     Ok(outcome("install", "root.log", &st, req.build_timeout, logs))
 }
 
@@ -1061,17 +1087,26 @@ fn outcome(step: &str, log: &str, st: &ExitStatus, timeout: Duration, logs: &Log
 
 /// dnf's own logs (`dnf.log`, `dnf.rpm.log`, `dnf.librepo.log`, `hawkey.log`) next to
 /// root.log, as kojid uploads `<root>/var/log/dnf*.log`.
-async fn copy_dnf_logs(c: &Container, logs: &Logs) {
+async fn copy_dnf_logs(c: &Container, logs: &Logs, max_log: Option<u64>) {
+    let max_log = max_log.unwrap_or(u64::MAX);
     let tmp = logs.path(".dnf-logs");
     let _ = std::fs::remove_dir_all(&tmp);
     if c.copy_from(Path::new(dnf::DNF_LOGDIR), &tmp).await.is_ok() {
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
+        // The copy keeps symlinks as symlinks: a package's scriptlet could have made
+        // `dnf.x.log -> /etc/pki/koji/host.key`, which must not be read on the host.
+        if let (Ok(rd), Ok(tree)) = (std::fs::read_dir(&tmp), hostfs::Tree::open(&tmp)) {
             for e in rd.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.ends_with(".log") && (n.starts_with("dnf") || n == "hawkey.log") {
-                    // Appended: a buildroot may run several installs.
-                    if let Ok(text) = std::fs::read(e.path()) {
-                        let _ = logs.append(&n, &String::from_utf8_lossy(&text));
+                    match tree.read_capped(Path::new(&e.file_name()), max_log) {
+                        // Appended: a buildroot may run several installs.
+                        Ok((text, cut)) => {
+                            let _ = logs.append(&n, &String::from_utf8_lossy(&text));
+                            if cut {
+                                logs.warn(&format!("{n}: cut at max_log_size ({max_log} bytes)"));
+                            }
+                        }
+                        Err(e) => logs.warn(&format!("dnf log not kept: {e}")),
                     }
                 }
             }
@@ -1223,16 +1258,10 @@ impl Inner {
 
     /// The one spec in `%_topdir/SPECS` (container path), or a failed step.
     fn find_spec(&self, step: &str) -> Result<String, StepFailure> {
-        let dir = host_topdir(&self.builddir).join("SPECS");
-        let mut specs: Vec<String> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".spec"))
-                    .collect()
-            })
+        // Listed without following a symlink the build may have put there.
+        let specs: Vec<String> = hostfs::Tree::open(&self.builddir)
+            .map(|t| t.file_names("build/SPECS", ".spec"))
             .unwrap_or_default();
-        specs.sort();
         let fail = |status: String| StepFailure {
             step: step.to_owned(),
             log: "build.log".into(),
@@ -1326,7 +1355,7 @@ impl Inner {
             })
             .await?;
         self.logs.finish("dnf builddep");
-        copy_dnf_logs(&self.container, &self.logs).await;
+        copy_dnf_logs(&self.container, &self.logs, self.req.max_log_size).await;
         Ok(outcome(
             "builddep",
             "root.log",
@@ -1493,31 +1522,38 @@ impl Inner {
     }
 
     /// Copy results from `%_topdir/RPMS` and `SRPMS` to the result dir; their names.
+    /// The build owns those directories: nothing there is followed if it is a
+    /// symlink (an `x.rpm -> /etc/shadow`, or `RPMS -> /etc/pki/koji`, would otherwise
+    /// be read by the daemon on the host and uploaded). Such entries fail the step.
     fn collect(&self, rpms: bool) -> Result<Vec<String>, BuildrootError> {
-        let top = host_topdir(&self.builddir);
-        let mut found = Vec::new();
-        let mut todo = vec![top.join("SRPMS")];
-        if rpms {
-            todo.push(top.join("RPMS"));
-        }
-        while let Some(d) = todo.pop() {
-            let Ok(rd) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let Ok(ft) = e.file_type() else { continue };
-                if ft.is_dir() {
-                    todo.push(e.path());
-                } else if ft.is_file() && e.file_name().to_string_lossy().ends_with(".rpm") {
-                    found.push(e.path());
-                }
-            }
+        let tree = hostfs::Tree::open(&self.builddir)?;
+        let top = Path::new("build");
+        let roots = if rpms {
+            vec!["build/SRPMS", "build/RPMS"]
+        } else {
+            vec!["build/SRPMS"]
+        };
+        let (found, refused) = tree.find_files(&roots, ".rpm")?;
+        if !refused.is_empty() {
+            let what: Vec<String> = refused
+                .iter()
+                .map(|r| {
+                    let inside = Path::new(TOPDIR).join(r.rel.strip_prefix(top).unwrap_or(&r.rel));
+                    format!("{} is {}", inside.display(), r.kind)
+                })
+                .collect();
+            let msg = format!("refusing the build's results: {}", what.join(", "));
+            self.logs.error(&msg);
+            return Err(BuildrootError::Config(msg));
         }
         let mut names = Vec::new();
-        for p in found {
-            let name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        for rel in found {
+            let name = rel
+                .file_name()
+                .map(|n| n.to_os_string())
+                .unwrap_or_default();
             let dst = self.resultdir.join(&name);
-            std::fs::copy(&p, &dst).map_err(BuildrootError::io("copying result", &p))?;
+            tree.copy_file(&rel, &dst)?;
             names.push(name.to_string_lossy().into_owned());
         }
         names.sort();
@@ -1750,7 +1786,7 @@ impl Inner {
             // map: change them from the host, never following symlinks.
             let (u, g) = (mapping.host_uid(MOCKBUILD_UID), mapping.host_gid(MOCK_GID));
             let dir = dir.to_owned();
-            return tokio::task::spawn_blocking(move || lchown_tree(&dir, u, g))
+            return tokio::task::spawn_blocking(move || hostfs::Tree::open(&dir)?.lchown_all(u, g))
                 .await
                 .map_err(|e| BuildrootError::Config(format!("chown task: {e}")))?;
         }

@@ -160,7 +160,12 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
             }
             install_signals(shutdown.clone(), daemon.control());
             info!("starting up");
-            Ok(daemon.run().await)
+            crate::notify::ready(&format!("connected to {}; taking tasks", cfg.server()));
+            let exit = daemon.run().await;
+            if exit == DaemonExit::Stopped {
+                crate::notify::stopping("stopped");
+            }
+            Ok(exit)
         }
         .await;
         if let Some(s) = status {
@@ -169,6 +174,9 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
         outcome
     });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // Buildroots of tasks killed at shutdown are removed on background threads:
+    // let them finish, or their directories stay until the next start's sweep.
+    crate::buildroot::wait_for_cleanup(std::time::Duration::from_secs(60));
     match outcome {
         Err(()) => ExitCode::from(exit::FAILURE),
         Ok(DaemonExit::Stopped) => ExitCode::from(exit::OK),
@@ -177,6 +185,7 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
             ExitCode::from(exit::FAILURE)
         }
         Ok(DaemonExit::Restart) => {
+            crate::notify::reloading("restarting in place");
             let e = reexec();
             error!(error = %e, "cannot re-execute for the restart");
             ExitCode::from(exit::FAILURE)
@@ -184,26 +193,33 @@ pub fn run(args: DaemonArgs, root: Option<PathBuf>, log: Option<String>) -> Exit
     }
 }
 
+/// Handle SIGTERM/SIGINT (shut down) and SIGUSR1 (graceful restart). The handlers are
+/// registered before this returns — before `READY=1` tells a service manager it may
+/// send signals — so an early signal is never met by its default action (death).
 fn install_signals(shutdown: CancellationToken, control: Arc<crate::daemon::DaemonControl>) {
     use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int, mut usr1) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::user_defined1()),
+    ) {
+        (Ok(t), Ok(i), Ok(u)) => (t, i, u),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            error!(error = %e, "cannot install signal handlers");
+            return;
+        }
+    };
     let sd = shutdown.clone();
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
+        let sig = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
         };
-        tokio::select! {
-            _ = term.recv() => warn!("SIGTERM: exiting"),
-            _ = int.recv() => warn!("SIGINT: exiting"),
-        }
+        warn!("{sig}: exiting");
+        crate::notify::stopping(&format!("{sig}: giving back running tasks and logging out"));
         sd.cancel();
     });
     tokio::spawn(async move {
-        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
-            return;
-        };
         while usr1.recv().await.is_some() {
             warn!("SIGUSR1: initiating graceful restart");
             control.request_restart();

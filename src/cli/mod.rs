@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod check;
 pub mod daemon;
 pub mod image;
 mod progress;
 pub mod rebuild;
 pub mod run;
 
-/// Exit codes scripts can rely on (documented in docs/cli.md).
+/// Exit codes scripts can rely on (documented in docs/cli.md, "Exit codes").
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
@@ -31,7 +32,10 @@ pub mod exit {
 #[command(
     name = "koji-adjutant",
     version,
-    about = "A Koji build host daemon with its own rootless container runtime"
+    about = "A Koji build host daemon with its own rootless container runtime",
+    after_help = "Run as `kojid` (the installed symlink) it is `koji-adjutant daemon`, with kojid's \
+                  flags. Start with `koji-adjutant check`. Documentation: \
+                  /usr/share/doc/koji-adjutant/ (operator-guide.md, troubleshooting.md, config.md)."
 )]
 pub struct Cli {
     /// Image and container store (default /var/lib/koji-adjutant as root,
@@ -58,6 +62,8 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// Rebuild an SRPM (or a spec directory) locally in a buildroot container.
     Rebuild(Box<rebuild::RebuildArgs>),
+    /// Check whether this host can run builds (OK/WARN/FAIL per line, with fixes).
+    Check(Box<check::CheckArgs>),
 }
 
 pub use image::ImageCommand;
@@ -82,6 +88,7 @@ pub fn main() -> ExitCode {
             init_logging(cli.log.as_deref());
             image::run(cli.root.as_deref(), c)
         }
+        Command::Check(args) => check::main(cli.root, cli.log, *args),
         Command::Run(args) => {
             init_logging(cli.log.as_deref());
             run::main(cli.root.unwrap_or_else(image::default_root), *args)
@@ -179,6 +186,53 @@ pub fn kojid_argv(mut args: Vec<OsString>) -> Vec<OsString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every subcommand, and every argument of each, has help text: `--help` is
+    /// complete. Returns what lacks it, as `path: what`.
+    fn missing_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        if cmd.is_hide_set() {
+            return;
+        }
+        if !path.is_empty() && cmd.get_about().is_none() {
+            out.push(format!("{path}: no about"));
+        }
+        for a in cmd.get_arguments() {
+            if a.is_hide_set() || ["help", "version"].contains(&a.get_id().as_str()) {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path}: argument {} has no help", a.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            let p = format!("{path} {}", sub.get_name());
+            missing_help(sub, p.trim(), out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_help() {
+        use clap::CommandFactory;
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        missing_help(&cmd, "", &mut missing);
+        assert!(missing.is_empty(), "help text missing: {missing:#?}");
+        // the check can fail
+        let bare = clap::Command::new("x")
+            .subcommand(clap::Command::new("y").arg(clap::Arg::new("z").long("z")));
+        let mut m = Vec::new();
+        missing_help(&bare, "", &mut m);
+        assert_eq!(m, ["y: no about", "y: argument z has no help"]);
+        // and every subcommand is listed in the top-level help
+        let help = cmd.clone().render_long_help().to_string();
+        for sub in ["daemon", "image", "run", "rebuild", "check"] {
+            assert!(help.contains(sub), "{sub} missing from --help:\n{help}");
+        }
+    }
 
     #[test]
     fn kojid_name_means_daemon() {

@@ -64,7 +64,7 @@ pub struct RebuildArgs {
     /// Do not use or fill the buildroot cache.
     #[arg(long = "no-cache")]
     pub no_cache: bool,
-    /// Let the build step use the host network.
+    /// Let the build step use the host network (also `[adjutant] network_default = host`).
     #[arg(long = "network")]
     pub network: bool,
     /// kojid.conf to read `[adjutant]` settings from (default /etc/kojid/kojid.conf if it
@@ -325,7 +325,8 @@ async fn run(root: PathBuf, args: RebuildArgs) -> ExitCode {
         macros,
         env: BTreeMap::new(),
         dnf: DnfOptions::default(),
-        build_network: args.network,
+        build_network: args.network
+            || cfg.adjutant.network_default == crate::config::NetworkDefault::Host,
         mounts: Vec::new(),
         limits: adjutant_runtime::container::Limits {
             memory: cfg.adjutant.memory_limit.map(|b| b.0),
@@ -337,6 +338,10 @@ async fn run(root: PathBuf, args: RebuildArgs) -> ExitCode {
                 .unwrap_or(86400)
                 .max(1),
         ),
+        max_log_size: match cfg.adjutant.max_log_size.0 {
+            0 => None,
+            n => Some(n),
+        },
         logdir: work.join("logs"),
         workdir: work.clone(),
         resultdir: Some(work.join("result")),

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::values::{
-    Bytes, ConfValue, IdMappingSetting, List, Mounts, NetworkDefault, Pairs, PullPolicy, StatusBind,
+    Bytes, ConfValue, IdMappingSetting, List, Mounts, NetworkDefault, Pairs, PullPolicy,
+    RepoToolSetting, StatusBind,
 };
 use super::{config_keys, Config, ConfigError, Origin};
 
@@ -14,7 +15,7 @@ config_keys! {
     /// `[adjutant]`: settings kojid does not have.
     pub struct AdjutantConfig;
     pub const ADJUTANT_KEYS; {
-        default_image: String = "localhost/buildroot:latest".into(), "localhost/buildroot:latest", "Buildroot image when neither the tag nor the image policy names one (prototype: `task_image_default`); docs/policy.md.";
+        default_image: String = "localhost/buildroot:latest".into(), "localhost/buildroot:latest", "Buildroot image when neither the tag nor the image policy names one (prototype: `task_image_default`); docs/operator-guide.md, section Image policies.";
         image_policy: Option<PathBuf> = None, "None", "JSON image policy file (rules by tag/arch/method) used when the tag has no `adjutant_image_policy` extra.";
         policy_enabled: bool = true, "True", "Consult tag extras and the image policy; off → always `default_image`.";
         policy_cache_ttl: u64 = 300, "300", "Seconds a tag's image policy is cached.";
@@ -23,13 +24,14 @@ config_keys! {
         id_mapping: IdMappingSetting = IdMappingSetting::Auto, "auto", "Subordinate ids of containers: `auto` (root: 0..65536 → 100000..165536; rootless: /etc/subuid) or `BASE:COUNT`.";
         network_default: NetworkDefault = NetworkDefault::None, "none", "Network of build steps: `none` (loopback only; installs still use the host network) or `host` (prototype: `network_enabled`).";
         memory_limit: Option<Bytes> = None, "None", "Memory limit per buildroot, e.g. `8G`.";
+        max_log_size: Bytes = Bytes(1 << 30), "1G", "Most bytes a buildroot log (`build.log`, `root.log`) may hold; a build's output beyond it is discarded, with a note at the end of the log and in `mock_output.log` (0: no limit).";
         pids_limit: Option<u64> = None, "None", "Process limit per buildroot.";
         cpu_limit: Option<f64> = None, "None", "CPU limit per buildroot, in CPUs (e.g. `2.5`).";
         status_enabled: bool = true, "True", "Serve the status endpoint (prototype: `monitoring_enabled`).";
         status_bind: StatusBind = StatusBind(Some(SocketAddr::from(([127, 0, 0, 1], 8080)))), "127.0.0.1:8080", "Address of the status endpoint (JSON API, metrics, dashboard; docs/status-api.md); empty: no status server (prototype: `monitoring_bind`).";
         task_history_ttl: u64 = 86400, "86400", "Seconds finished tasks stay in the status registry (prototype: `monitoring_task_history_ttl`).";
         container_history_ttl: u64 = 3600, "3600", "Seconds removed containers stay in the status registry (prototype: `monitoring_container_history_ttl`).";
-        buildroot_cache: bool = true, "True", "Keep the result of buildroot installs (group, BuildRequires) as layers for reuse (docs/buildroot.md).";
+        buildroot_cache: bool = true, "True", "Keep the result of buildroot installs (group, BuildRequires) as layers for reuse.";
         buildroot_cache_size: Bytes = Bytes(20 << 30), "20G", "Disk space the buildroot cache may use; least recently used entries are evicted beyond it.";
         buildroot_cache_ttl: u64 = 604800, "604800", "Seconds an unused cached buildroot is kept (0: no age limit).";
         registry_auth_file: Option<PathBuf> = None, "None (containers auth.json search)", "Registry credentials file (containers `auth.json` format).";
@@ -45,6 +47,7 @@ config_keys! {
         auth_timeout: u64 = 60, "60", "HTTP timeout of login calls, seconds.";
         hub_callnum_check: bool = true, "True", "Also send the call number in the header the 1.35 hub reads (`Koji-Callnum`), so it refuses to replay a call that already took effect.";
         log_file: Option<PathBuf> = None, "None (stderr; /var/log/kojid.log when detached)", "Log file.";
+        repo_tool: RepoToolSetting = RepoToolSetting::Auto, "auto", "Where `createrepo_c`/`mergerepo_c` run for createrepo tasks: `auto` (the host's when installed, else a container of `default_image`), `host`, `container` (docs/repos.md).";
         allow_file_scm: bool = false, "False", "Accept `git+file:///path#rev` SCM URLs (repositories on the builder's filesystem; still checked against `allowed_scms` with an empty host, e.g. `:/srv/git/*:no`).";
     }
 }

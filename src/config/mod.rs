@@ -19,7 +19,7 @@ pub use flags::DaemonArgs;
 use values::ConfValue;
 pub use values::{
     Bytes, IdMappingSetting, List, MountSpec, Mounts, NetworkDefault, Pairs, PullPolicy,
-    StatusBind, Words,
+    RepoToolSetting, StatusBind, Words,
 };
 
 /// Where kojid reads its configuration by default.

@@ -207,6 +207,56 @@ fn every_documented_key_parses_and_no_key_is_undocumented() {
 }
 
 #[test]
+fn docs_config_rows_match_the_key_tables() {
+    // Each row of docs/config.md is exactly what the code says: type, default, meaning
+    // (`|` inside a cell escaped as `\|`).
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/config.md")).unwrap();
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut wrong = Vec::new();
+    for k in KOJID_KEYS.iter().chain(ADJUTANT_KEYS) {
+        let row = format!(
+            "| `{}` | {} | {} | {} |",
+            k.name,
+            cell((k.type_name)()),
+            cell(k.default),
+            cell(k.help)
+        );
+        if !doc.lines().any(|l| l == row) {
+            wrong.push(row);
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/config.md rows differ from the code; they should read:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_sample_config_shows_every_adjutant_key() {
+    // config/kojid.conf shows every [adjutant] key, set or commented out (`; key = …`).
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kojid.conf")).unwrap();
+    let section = text
+        .split("[adjutant]")
+        .nth(1)
+        .expect("no [adjutant] section");
+    for k in ADJUTANT_KEYS {
+        let shown = section.lines().any(|l| {
+            let l = l.trim_start_matches([';', '#', ' ']);
+            l.strip_prefix(k.name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        assert!(
+            shown,
+            "config/kojid.conf does not show [adjutant] {}",
+            k.name
+        );
+    }
+}
+
+#[test]
 fn the_sample_config_parses_cleanly() {
     let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kojid.conf"));
     let c = Config::load(&args(&path), Vec::<(String, String)>::new()).unwrap();

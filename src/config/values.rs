@@ -213,6 +213,32 @@ impl ConfValue for PullPolicy {
     }
 }
 
+/// Where the repo programs (`createrepo_c`, `mergerepo_c`) run (`repo_tool`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RepoToolSetting {
+    /// The host's binaries when `createrepo_c` is installed, else a container.
+    #[default]
+    Auto,
+    /// Only the host's binaries (a host without them refuses repo tasks).
+    Host,
+    /// Always a container of `default_image`.
+    Container,
+}
+
+impl ConfValue for RepoToolSetting {
+    fn parse_conf(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(RepoToolSetting::Auto),
+            "host" => Ok(RepoToolSetting::Host),
+            "container" => Ok(RepoToolSetting::Container),
+            _ => Err(format!("{s:?} is not auto, host or container")),
+        }
+    }
+    fn type_name() -> &'static str {
+        "auto|host|container"
+    }
+}
+
 /// Default network of build steps.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum NetworkDefault {

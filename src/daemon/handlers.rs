@@ -553,6 +553,13 @@ impl StepGuard {
         self.registry.step_end(self.task_id, &self.name, status);
         self.done = true;
     }
+
+    /// End the step `ok` or `failed` as `r` says, and pass `r` on. (A guard dropped
+    /// without [`StepGuard::end`] records `interrupted`: use this around a `?`.)
+    pub fn finish<T, E>(self, r: Result<T, E>) -> Result<T, E> {
+        self.end(if r.is_ok() { "ok" } else { "failed" });
+        r
+    }
 }
 
 impl Drop for StepGuard {

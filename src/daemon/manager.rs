@@ -274,18 +274,36 @@ impl TaskManager {
         self.hub_tasks.remove(&id);
     }
 
+    /// kojid checks `minspace` on `mockdir`, where mock keeps its buildroots. Ours
+    /// are split: image layers and container upper directories in the store root,
+    /// the build directory, sources and results in the workdir — so both are
+    /// checked (once when they share a filesystem).
     fn check_space(&self) -> Result<(), String> {
-        let path = self.config.store_root();
-        let st = nix::sys::statvfs::statvfs(&path)
-            .map_err(|e| format!("cannot check free space of {}: {e}", path.display()))?;
-        let avail_mb =
-            (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64) / 1024 / 1024;
         let need = u64::try_from(self.config.kojid.minspace).unwrap_or(0);
-        if avail_mb < need {
-            return Err(format!(
-                "Insufficient disk space at {}: {avail_mb} MB, {need} MB required",
-                path.display()
-            ));
+        if need == 0 {
+            return Ok(());
+        }
+        let mut seen = Vec::new();
+        for path in [self.config.store_root(), self.config.kojid.workdir.clone()] {
+            let st = nix::sys::statvfs::statvfs(&path)
+                .map_err(|e| format!("cannot check free space of {}: {e}", path.display()))?;
+            let dev = std::os::unix::fs::MetadataExt::dev(
+                &std::fs::metadata(&path)
+                    .map_err(|e| format!("cannot check free space of {}: {e}", path.display()))?,
+            );
+            if seen.contains(&dev) {
+                continue;
+            }
+            seen.push(dev);
+            let avail_mb = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64)
+                / 1024
+                / 1024;
+            if avail_mb < need {
+                return Err(format!(
+                    "Insufficient disk space at {}: {avail_mb} MB, {need} MB required",
+                    path.display()
+                ));
+            }
         }
         Ok(())
     }

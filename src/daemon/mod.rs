@@ -96,6 +96,57 @@ pub fn auth_method(cfg: &Config) -> Result<AuthMethod, StartError> {
     ))
 }
 
+/// Log in; while the hub cannot be reached (connection refused or reset, timeout),
+/// try again every `retry_interval` seconds, up to `max_retries` times — the policy
+/// of a logged-in session's calls. kojid exits at once here and relies on systemd's
+/// `Restart=on-failure`; retrying lets a builder that boots before its hub (or
+/// during a hub outage) come up by itself. Wrong credentials and other faults are
+/// final. A shutdown (SIGTERM) during the wait ends it.
+async fn login_retrying(
+    session: &HubSession,
+    config: &Config,
+    registry: &Registry,
+    shutdown: &CancellationToken,
+) -> Result<(), StartError> {
+    let policy = RetryPolicy::from_config(config);
+    let mut tries: u32 = 0;
+    loop {
+        let e = match session.login().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !crate::hub::session::is_unreachable(&e) {
+            return Err(StartError::Login(e));
+        }
+        registry.hub_call_failed(&e);
+        if tries >= policy.max_retries || shutdown.is_cancelled() {
+            return Err(StartError::Connect {
+                server: config.server().to_owned(),
+                source: e,
+            });
+        }
+        tries += 1;
+        let pause = policy.retry_interval.max(Duration::from_secs(1));
+        warn!(
+            server = config.server(),
+            error = %e,
+            attempt = tries,
+            of = policy.max_retries,
+            "cannot reach the hub; retrying in {}s",
+            pause.as_secs()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => {
+                return Err(StartError::Connect {
+                    server: config.server().to_owned(),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
 /// A logged-in daemon, ready to run its loop.
 pub struct Daemon {
     session: HubSession,
@@ -129,16 +180,7 @@ impl Daemon {
             h.hub_url = config.server().to_owned();
             h.maxjobs = config.kojid.maxjobs;
         });
-        if let Err(e) = session.login().await {
-            return Err(if crate::hub::session::is_unreachable(&e) {
-                StartError::Connect {
-                    server: config.server().to_owned(),
-                    source: e,
-                }
-            } else {
-                StartError::Login(e)
-            });
-        }
+        login_retrying(&session, &config, &registry, &shutdown).await?;
         registry.update_host(|h| {
             h.session = SessionState::LoggedIn;
             h.session_id = session.session_id();

@@ -1,4 +1,4 @@
-//! Which buildroot image a task uses: the image policy (docs/policy.md).
+//! Which buildroot image a task uses: the image policy (docs/operator-guide.md, "Image policies").
 //!
 //! For a (build tag, arch, task method), in order:
 //!

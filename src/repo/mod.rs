@@ -16,6 +16,7 @@
 
 pub mod calls;
 pub mod clone;
+pub mod container_tool;
 pub mod createrepo;
 pub mod layout;
 pub mod merge;
@@ -24,6 +25,7 @@ pub mod upload;
 
 use std::path::PathBuf;
 
+pub use container_tool::ContainerRepoTool;
 pub use tool::{select_tool, HostRepoTool, RepoTool, Tool, ToolCommand, ToolStatus};
 
 use crate::daemon::TaskFailure;

@@ -10,14 +10,13 @@
 //!   else `/usr/bin`). This is what kojid does, it is the fastest, and the paths the
 //!   commands name (`<topdir>/repos/…`, the task workdir, `file://` repo URLs) are the
 //!   host's own. It is the default whenever `createrepo_c` is installed.
-//! - A container tool (not in this build): would run the same argv in a container from
-//!   the configured default image, with every path of [`ToolCommand::read_only`] bind
-//!   mounted read-only and every path of [`ToolCommand::writable`] read-write *at the
-//!   same location*, so the command line and the repodata (which records
-//!   `toplink/packages/…` hrefs, not absolute paths) are the same as on the host. It
-//!   needs the container runtime (`adjutant-runtime` containers plus the image store),
-//!   which is not on main yet; until then [`select_tool`] reports the tool as
-//!   unavailable and the tasks refuse softly so another host can take them.
+//! - [`super::ContainerRepoTool`]: the same argv in a container of the configured
+//!   default image, with every path of [`ToolCommand::read_only`] bind mounted
+//!   read-only and every path of [`ToolCommand::writable`] read-write *at the same
+//!   location*, so the command line and the repodata (which records
+//!   `toplink/packages/…` hrefs, not absolute paths) are the same as on the host.
+//!
+//! [`select_tool`] picks one as `repo_tool` says.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::debug;
 
 use super::RepoError;
+use crate::config::RepoToolSetting;
 use crate::daemon::BoxFuture;
 
 /// Which program.
@@ -286,19 +286,37 @@ impl RepoTool for HostRepoTool {
     }
 }
 
-/// The tool the repo tasks use on this host: the host's binaries when `createrepo_c`
-/// is installed, else a container — which needs the container runtime, not in this
-/// build, so that case is [`RepoError::Refuse`] (the task is refused softly).
-pub fn select_tool() -> Result<Arc<dyn RepoTool>, RepoError> {
-    match HostRepoTool::find() {
-        Some(t) => Ok(Arc::new(t)),
-        None => Err(RepoError::Refuse(
-            "createrepo_c is not installed on this host (searched PATH and /usr/bin), and \
-             running it in a container needs the container runtime, which this build of \
-             koji-adjutant does not include; install createrepo_c (Debian/Ubuntu: \
-             createrepo-c) or remove this host from the createrepo channel"
-                .into(),
-        )),
+/// The tool the repo tasks use on this host (`repo_tool`): with `auto`, the host's
+/// binaries when `createrepo_c` is installed, else `container` (a
+/// [`super::ContainerRepoTool`] of the default image, when the daemon's buildroots
+/// opened). Without either the task is refused softly ([`RepoError::Refuse`]), so it
+/// goes to another host of the channel.
+pub fn select_tool(
+    setting: RepoToolSetting,
+    container: Option<&Arc<dyn RepoTool>>,
+) -> Result<Arc<dyn RepoTool>, RepoError> {
+    let host = || HostRepoTool::find().map(|t| Arc::new(t) as Arc<dyn RepoTool>);
+    let no_containers = "containers are unavailable on this host (the buildroot layer did not \
+                         open: see the daemon's log at start)";
+    match setting {
+        RepoToolSetting::Host => host().ok_or_else(|| {
+            RepoError::Refuse(
+                "createrepo_c is not installed on this host (searched PATH and /usr/bin) and \
+                 repo_tool = host; install createrepo_c (Debian/Ubuntu: createrepo-c), set \
+                 repo_tool = auto, or remove this host from the createrepo channel"
+                    .into(),
+            )
+        }),
+        RepoToolSetting::Container => container.cloned().ok_or_else(|| {
+            RepoError::Refuse(format!("repo_tool = container, but {no_containers}"))
+        }),
+        RepoToolSetting::Auto => host().or_else(|| container.cloned()).ok_or_else(|| {
+            RepoError::Refuse(format!(
+                "createrepo_c is not installed on this host (searched PATH and /usr/bin) and \
+                 {no_containers}; install createrepo_c (Debian/Ubuntu: createrepo-c) or remove \
+                 this host from the createrepo channel"
+            ))
+        }),
     }
 }
 

@@ -255,7 +255,7 @@ impl BuildRun {
             policy.insert("tag".into(), dest_tag.clone());
         }
         {
-            let _step = self.ctx.step("policy");
+            let step = self.ctx.step("policy");
             if !from_scm && !scratch {
                 s.host_assert_policy("build_from_srpm", policy.clone())
                     .await?;
@@ -265,6 +265,7 @@ impl BuildRun {
                     .await?;
             }
             s.host_assert_policy("build_rpm", policy).await?;
+            step.end("ok");
         }
         let repo_info = match repo_info {
             Some(r) => r,
@@ -390,7 +391,7 @@ impl BuildRun {
             return Err(e);
         }
         if let Some(id) = build_id.filter(|_| !skip_tag) {
-            let _step = self.ctx.step("tag");
+            let step = self.ctx.step("tag");
             let t = self
                 .ctx
                 .subtask(
@@ -408,14 +409,14 @@ impl BuildRun {
                     ]),
                 )
                 .await?;
-            wait_one(&self.ctx, t).await?;
+            step.finish(wait_one(&self.ctx, t).await)?;
         }
         Ok(Value::Nil)
     }
 
     /// `BaseTaskHandler.getRepo`.
     async fn get_repo(&self, build_tag: &Value) -> Result<Value, TaskFailure> {
-        let _step = self.ctx.step("repo");
+        let step = self.ctx.step("repo");
         let nvrs: Vec<String> = self
             .opt("wait_builds")
             .and_then(Value::as_array)
@@ -432,13 +433,14 @@ impl BuildRun {
         };
         let mut w = RepoWatcher::new(&self.ctx.session, build_tag.clone(), nvrs, min).await?;
         if let Some(r) = w.get_repo().await? {
+            step.end("ok");
             return Ok(r);
         }
         let t = self
             .ctx
             .subtask("waitrepo", w.task_args(), Struct::new())
             .await?;
-        wait_one(&self.ctx, t).await
+        step.finish(wait_one(&self.ctx, t).await)
     }
 
     /// `getSRPM`: the SRPM to build, relative to `work/`.
@@ -466,7 +468,7 @@ impl BuildRun {
             }
             "rebuildSRPM"
         };
-        let _step = self.ctx.step("srpm");
+        let step = self.ctx.step("srpm");
         let cfg = self.build_config(build_tag).await?;
         let taskarch = choose_taskarch(
             "noarch",
@@ -500,11 +502,15 @@ impl BuildRun {
             Some(s) => self.source = Some(s.clone()),
             None => warn!("subtask did not provide source data"),
         }
-        result
-            .get("srpm")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| TaskFailure::build(format!("{method} result has no srpm: {result}")))
+        step.finish(
+            result
+                .get("srpm")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    TaskFailure::build(format!("{method} result has no srpm: {result}"))
+                }),
+        )
     }
 
     /// `readSRPMHeader`.
@@ -525,7 +531,7 @@ impl BuildRun {
         repo_id: i64,
         failany: bool,
     ) -> Result<(String, Vec<Value>, Struct, Struct), TaskFailure> {
-        let _step = self.ctx.step("buildArch");
+        let step = self.ctx.step("buildArch");
         let mut subtasks: Vec<(String, i64)> = Vec::new();
         let mut keep_srpm = true;
         for arch in archlist {
@@ -608,6 +614,7 @@ impl BuildRun {
             }
         }
         let srpm = built_srpm.ok_or_else(|| TaskFailure::build("could not find a built srpm"))?;
+        step.end("ok");
         Ok((srpm, rpms, brmap, logs))
     }
 }

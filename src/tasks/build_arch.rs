@@ -207,8 +207,8 @@ async fn run(
         .ok_or_else(|| TaskFailure::generic(format!("No such repo: {repo_id}")))?;
     let event = repo.get("create_event").and_then(Value::as_i64);
     let srpm = {
-        let _step = ctx.step("download");
-        local_path(&ctx.config, &ctx.workdir, &format!("work/{pkg}")).await?
+        let step = ctx.step("download");
+        step.finish(local_path(&ctx.config, &ctx.workdir, &format!("work/{pkg}")).await)?
     };
     if !srpm.exists() {
         return Err(TaskFailure::build(format!(
@@ -343,7 +343,7 @@ async fn in_buildroot(
     if !files.unexpected.is_empty() {
         debug!(unexpected = ?files.unexpected, "unexpected files in the result directory");
     }
-    let _up = ctx.step("upload");
+    let up = ctx.step("upload");
     let mut extra_logs = Vec::new();
     let mut hashes = BTreeMap::new();
     for f in files.rpms.iter().filter(|f| f.ends_with(".noarch.rpm")) {
@@ -384,6 +384,7 @@ async fn in_buildroot(
         ctx.uploader.upload_file(&p, None).await?;
     }
     let srpms = if keep_srpm { files.srpms } else { vec![] };
+    up.end("ok");
     Ok((files.rpms, srpms, extra_logs))
 }
 

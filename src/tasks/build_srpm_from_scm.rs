@@ -212,8 +212,8 @@ async fn run(
             .map_err(|e| TaskFailure::generic(format!("create {}: {e}", scmdir.display())))?;
         let stream = ctx.stream_log(&checkout_log, "checkout.log");
         let checkout = {
-            let _step = ctx.step("checkout");
-            scm.checkout(&scmdir, &checkout_log).await
+            let step = ctx.step("checkout");
+            step.finish(scm.checkout(&scmdir, &checkout_log).await)
         };
         let synced = stream.finish().await;
         let sourcedir = checkout?;

@@ -182,6 +182,12 @@ pub fn daemon_handlers(cfg: &Config, registry: &Registry) -> HandlerRegistry {
     let mut reg = crate::daemon::default_handlers();
     match Buildroots::open(cfg, Some(registry.clone())) {
         Ok(b) => {
+            let tool: Arc<dyn crate::repo::RepoTool> = Arc::new(
+                crate::repo::ContainerRepoTool::new(b.clone(), cfg.adjutant.default_image.clone()),
+            );
+            reg.register(Arc::new(super::createrepo::Createrepo {
+                container: Some(tool),
+            }));
             let f: SharedFactory = Arc::new(ContainerBuildroots { buildroots: b });
             super::register_buildroot_tasks(&mut reg, f);
         }

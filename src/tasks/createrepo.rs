@@ -27,7 +27,12 @@ use crate::xmlrpc::{Struct, Value};
 pub const REPO_INIT: i64 = 0;
 
 /// The `createrepo` handler.
-pub struct Createrepo;
+#[derive(Default)]
+pub struct Createrepo {
+    /// The container tool, when the daemon's buildroots opened (see
+    /// [`crate::repo::select_tool`]).
+    pub container: Option<Arc<dyn RepoTool>>,
+}
 
 impl TaskHandler for Createrepo {
     fn method(&self) -> &'static str {
@@ -54,7 +59,7 @@ impl TaskHandler for Createrepo {
                 .ok_or_else(|| TaskFailure::parameter("createrepo(): arch must be a string"))?
                 .to_owned();
             let oldrepo = b.require("oldrepo")?.clone();
-            let tool = select_tool()?;
+            let tool = select_tool(ctx.config.adjutant.repo_tool, self.container.as_ref())?;
             run(&ctx, tool, repo_id, &arch, &oldrepo).await
         })
     }

@@ -31,7 +31,7 @@ use crate::daemon::HandlerRegistry;
 /// Register every task handler of this module.
 pub fn register_all(reg: &mut HandlerRegistry) {
     reg.register(Arc::new(new_repo::NewRepo));
-    reg.register(Arc::new(createrepo::Createrepo));
+    reg.register(Arc::new(createrepo::Createrepo::default()));
     reg.register(Arc::new(build::Build));
     reg.register(Arc::new(chainbuild::ChainBuild));
     reg.register(Arc::new(waitrepo::Waitrepo));

@@ -95,8 +95,8 @@ impl TaskHandler for Waitrepo {
             let mut w = RepoWatcher::new(&ctx.session, tag, nvrs, min_event).await?;
             w.pause = waitrepo_pause(ctx.config.kojid.sleeptime);
             w.timeout = Duration::from_secs(120 * 60);
-            let _step = ctx.step("waitrepo");
-            w.waitrepo().await
+            let step = ctx.step("waitrepo");
+            step.finish(w.waitrepo().await)
         })
     }
 }

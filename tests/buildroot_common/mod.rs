@@ -37,7 +37,9 @@ pub fn tempdir(prefix: &str) -> tempfile::TempDir {
 }
 
 pub fn srpm(name: &str) -> PathBuf {
-    let p = fixtures_dir().join("srpms").join(format!("{name}-1.0-1.src.rpm"));
+    let p = fixtures_dir()
+        .join("srpms")
+        .join(format!("{name}-1.0-1.src.rpm"));
     assert!(p.is_file(), "fixture {} missing", p.display());
     p
 }
@@ -119,6 +121,7 @@ impl Env {
             mounts: vec![],
             limits: Default::default(),
             build_timeout: Duration::from_secs(600),
+            max_log_size: None,
             logdir: base.join("logs"),
             workdir: base.join("work"),
             resultdir: Some(base.join("result")),
@@ -132,7 +135,10 @@ impl Env {
 pub fn make_repo(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
-    for e in std::fs::read_dir(fixtures_dir().join("rpms")).unwrap().flatten() {
+    for e in std::fs::read_dir(fixtures_dir().join("rpms"))
+        .unwrap()
+        .flatten()
+    {
         std::fs::copy(e.path(), repo.join(e.file_name())).unwrap();
     }
     let comps = dir.join("comps.xml");
@@ -181,7 +187,11 @@ pub fn make_repo(dir: &Path) -> PathBuf {
         "buildroot_id": 1, "build_id": 7, "metadata_only": false
     });
     std::fs::write(repo.join("rpmlist.jsonl"), format!("{line}\n")).unwrap();
-    let st = Command::new("chmod").args(["-R", "a+rX"]).arg(dir).status().unwrap();
+    let st = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir)
+        .status()
+        .unwrap();
     assert!(st.success());
     repo
 }
@@ -201,7 +211,9 @@ pub async fn serve(root: PathBuf) -> String {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             let root = root.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -236,7 +248,10 @@ pub async fn serve(root: PathBuf) -> String {
                         r.extend(b);
                         r
                     }
-                    None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                    None => {
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_vec()
+                    }
                 };
                 let _ = s.write_all(&resp).await;
                 let _ = s.shutdown().await;
@@ -257,14 +272,24 @@ pub fn rpm_q(p: &Path, qf: &str) -> String {
         .arg(p)
         .output()
         .unwrap();
-    assert!(o.status.success(), "rpm -qp {}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "rpm -qp {}: {}",
+        p.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Nothing of the buildroots left: no containers, no private dirs under `work`.
 pub fn assert_clean(env: &Env, work: &Path) {
     let containers: Vec<_> = std::fs::read_dir(env.store_root.join("containers"))
-        .map(|rd| rd.flatten().map(|e| e.file_name()).filter(|n| n != ".mnt").collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n != ".mnt")
+                .collect()
+        })
         .unwrap_or_default();
     assert!(containers.is_empty(), "containers left: {containers:?}");
     if let Ok(rd) = std::fs::read_dir(work) {
@@ -273,6 +298,10 @@ pub fn assert_clean(env: &Env, work: &Path) {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with(".buildroot-"))
             .collect();
-        assert!(left.is_empty(), "buildroot dirs left in {}: {left:?}", work.display());
+        assert!(
+            left.is_empty(),
+            "buildroot dirs left in {}: {left:?}",
+            work.display()
+        );
     }
 }

@@ -154,6 +154,13 @@ pub enum Action {
     DropAfter,
     /// For raw uploads: write this many bytes of the body, then drop the connection.
     DropUploadAfter(usize),
+    /// Answer 200 with a body that is not XML-RPC, without running the call.
+    Garbage,
+    /// Answer with this HTTP status (and an HTML body), without running the call.
+    HttpStatus(u16),
+    /// Read the request, then answer nothing for this long (the client times out),
+    /// then drop the connection; the call is not run.
+    Hang(std::time::Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -1516,10 +1523,45 @@ async fn handle(
                 .unwrap());
         }
     };
-    let mut st = shared.state.lock().unwrap();
-    let injected = take_injection(&mut st, &call.method);
-    if let Some(Action::DropBefore) = injected {
+    let injected = {
+        let mut st = shared.state.lock().unwrap();
+        let injected = take_injection(&mut st, &call.method);
+        if let Some(Action::Hang(_)) = injected {
+            record(&mut st, &call.method, None, None, &call.params, Err(-2));
+        }
+        injected
+    };
+    if let Some(Action::Hang(d)) = injected {
+        tokio::time::sleep(d).await;
         return Err(Dropped);
+    }
+    let mut st = shared.state.lock().unwrap();
+    match injected {
+        Some(Action::DropBefore) => return Err(Dropped),
+        Some(Action::Garbage) => {
+            record(&mut st, &call.method, None, None, &call.params, Err(-1));
+            return Ok(xml_response(
+                "<html><body>502 proxy error: \u{0}garbage</methodResponse>".to_owned(),
+            ));
+        }
+        Some(Action::HttpStatus(code)) => {
+            record(
+                &mut st,
+                &call.method,
+                None,
+                None,
+                &call.params,
+                Err(-(code as i32)),
+            );
+            return Ok(Response::builder()
+                .status(code)
+                .header("Content-Type", "text/html")
+                .body(Full::new(Bytes::from(format!(
+                    "<html><body><h1>{code}</h1></body></html>"
+                ))))
+                .unwrap());
+        }
+        _ => {}
     }
     if let Some(Action::Fault(f)) = &injected {
         let f = f.clone();

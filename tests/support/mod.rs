@@ -3,10 +3,13 @@
 #![allow(dead_code)]
 
 pub mod buildenv;
+pub mod buildhost;
 pub mod fakebuilds;
 pub mod fakehub;
 pub mod fakerepos;
 pub mod hostbroot;
+pub mod leaks;
+pub mod ociregistry;
 pub mod repodata;
 pub mod topurl;
 
@@ -38,20 +41,38 @@ pub fn config(hub_url: &str, n: usize, dir: &Path, extra: &str) -> Arc<Config> {
             dir.join(format!("work-{n}")).display().to_string(),
         ),
     ];
+    let mut adjutant: Vec<(String, String)> = vec![
+        // tests share 2 busy cores: kojid's load-average rule would refuse work
+        ("max_load_per_cpu".into(), "0".into()),
+        (
+            "store_root".into(),
+            dir.join(format!("store-{n}")).display().to_string(),
+        ),
+    ];
+    // `key = value` lines go to [kojid], `adjutant.key = value` lines to [adjutant]
     for line in extra.lines().filter(|l| l.contains('=')) {
         let (k, v) = line.split_once('=').unwrap();
         let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
-        keys.retain(|(x, _)| *x != k);
-        keys.push((k, v));
+        let list = match k.strip_prefix("adjutant.") {
+            Some(a) => {
+                let a = a.to_owned();
+                adjutant.retain(|(x, _)| *x != a);
+                adjutant.push((a, v));
+                continue;
+            }
+            None => &mut keys,
+        };
+        list.retain(|(x, _)| *x != k);
+        list.push((k, v));
     }
     let mut text = String::from("[kojid]\n");
     for (k, v) in keys {
         text.push_str(&format!("{k} = {v}\n"));
     }
-    text.push_str(&format!(
-        "[adjutant]\n# tests share 2 busy cores: kojid's load-average rule would refuse work\nmax_load_per_cpu = 0\nstore_root = {}\n",
-        dir.join(format!("store-{n}")).display()
-    ));
+    text.push_str("[adjutant]\n");
+    for (k, v) in adjutant {
+        text.push_str(&format!("{k} = {v}\n"));
+    }
     std::fs::write(&conf, text).unwrap();
     let args = DaemonArgs {
         config: Some(conf),

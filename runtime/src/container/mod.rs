@@ -952,7 +952,14 @@ impl Container {
             }
         };
         let (out_fd, out_sink) = sink_fd(spec.stdout).map_err(|(p, e)| ioe("opening", &p)(e))?;
-        let (err_fd, err_sink) = sink_fd(spec.stderr).map_err(|(p, e)| ioe("opening", &p)(e))?;
+        let (err_fd, err_sink) = if matches!(spec.stderr, Sink::Stdout) {
+            let fd = out_fd
+                .try_clone()
+                .map_err(ioe("dup", Path::new("stdout")))?;
+            (fd, None)
+        } else {
+            sink_fd(spec.stderr).map_err(|(p, e)| ioe("opening", &p)(e))?
+        };
         let oom_before = i.cgroup.as_ref().map(|c| c.oom_kills()).unwrap_or(0);
         let step = exec::Step {
             action: exec::Action::Run(spec.process),
@@ -1333,6 +1340,13 @@ fn sink_fd(s: Sink) -> Result<(OwnedFd, Option<Drain>), (PathBuf, std::io::Error
         )),
         Sink::Writer(w) => pipe(OutSink::Writer(w)),
         Sink::Capture(c) => pipe(OutSink::Capture(c)),
+        Sink::Stdout => Err((
+            PathBuf::from("stdout"),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "Sink::Stdout is only meaningful for stderr",
+            ),
+        )),
     }
 }
 

@@ -97,7 +97,7 @@ fn open_dir(p: &Path) -> Result<OwnedFd, SysError> {
 /// on the number of layers). Older kernels: `mount(2)` with a `lowerdir=` string, which
 /// must fit a page (fsconfig strings are limited to 256 bytes), using names relative to
 /// the layers' common directory when absolute ones do not fit.
-fn overlay_at(
+pub(crate) fn overlay_at(
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,

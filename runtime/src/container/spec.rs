@@ -227,6 +227,9 @@ pub enum Sink {
     Writer(Box<dyn tokio::io::AsyncWrite + Send + Unpin>),
     /// Kept in memory; read it from the [`Captured`] handle.
     Capture(Captured),
+    /// For stderr only: the same file or pipe as stdout (`2>&1`), so the two streams
+    /// keep their order wherever stdout goes. As stdout it is an error.
+    Stdout,
 }
 
 impl Sink {

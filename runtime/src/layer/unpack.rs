@@ -777,10 +777,115 @@ impl Applier<'_> {
                 warn!(layer = %self.job.label, entry = %lossy(entry), xattr = %lossy(k), "xattr refused");
                 continue;
             }
+            if k == b"security.capability" {
+                let v = match self.file_caps(entry, v)? {
+                    Some(v) => v,
+                    None => continue,
+                };
+                let r = set(k, &v);
+                self.xattr_result(entry, k, r)?;
+                continue;
+            }
             let r = set(k, v);
             self.xattr_result(entry, k, r)?;
         }
         Ok(())
+    }
+
+    /// File capabilities (`security.capability`) as they may be written here. Written
+    /// by host root as they are, a layer's capabilities would be *host* capabilities
+    /// of that file (any host user reaching it in the store could run it with, say,
+    /// `cap_setuid`). So when ids are shifted they are rewritten as namespaced
+    /// (revision 3) capabilities whose root is the host id of container root: they
+    /// count only in user namespaces rooted there. Inside a user namespace
+    /// (`Verbatim`) the kernel does that itself; `Ignore` cannot set them at all.
+    /// `None`: the value is malformed; it is dropped, counted and logged.
+    fn file_caps(&mut self, entry: &[u8], v: &[u8]) -> Result<Option<Vec<u8>>, LayerError> {
+        let Ownership::Shift(m) = &self.job.ownership else {
+            return Ok(Some(v.to_vec()));
+        };
+        let Some(caps) = FileCaps::parse(v) else {
+            self.stats.xattrs_skipped += 1;
+            warn!(layer = %self.job.label, entry = %lossy(entry), "malformed security.capability dropped");
+            return Ok(None);
+        };
+        let rootid = caps.rootid.unwrap_or(0);
+        let host = m.host_uid(rootid).ok_or_else(|| {
+            self.refused(
+                entry,
+                format!("file capabilities for root uid {rootid}, which is not mapped"),
+            )
+        })?;
+        Ok(Some(caps.to_v3(host)))
+    }
+}
+
+/// A `security.capability` value (`struct vfs_cap_data`, little endian).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCaps {
+    /// `VFS_CAP_FLAGS_EFFECTIVE`.
+    pub effective: bool,
+    /// Permitted and inheritable, low and high words.
+    pub data: [(u32, u32); 2],
+    /// The root uid of a revision 3 value.
+    pub rootid: Option<u32>,
+}
+
+const VFS_CAP_REVISION_MASK: u32 = 0xFF00_0000;
+const VFS_CAP_REVISION_1: u32 = 0x0100_0000;
+const VFS_CAP_REVISION_2: u32 = 0x0200_0000;
+const VFS_CAP_REVISION_3: u32 = 0x0300_0000;
+const VFS_CAP_FLAGS_EFFECTIVE: u32 = 0x0000_0001;
+
+impl FileCaps {
+    /// Parse revisions 1 (12 bytes), 2 (20) and 3 (24).
+    pub fn parse(v: &[u8]) -> Option<FileCaps> {
+        let word = |i: usize| -> Option<u32> {
+            v.get(i * 4..i * 4 + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let magic = word(0)?;
+        if magic & !(VFS_CAP_REVISION_MASK | VFS_CAP_FLAGS_EFFECTIVE) != 0 {
+            return None;
+        }
+        let effective = magic & VFS_CAP_FLAGS_EFFECTIVE != 0;
+        let (words, rootid) = match (magic & VFS_CAP_REVISION_MASK, v.len()) {
+            (VFS_CAP_REVISION_1, 12) => (1, None),
+            (VFS_CAP_REVISION_2, 20) => (2, None),
+            (VFS_CAP_REVISION_3, 24) => (2, Some(word(5)?)),
+            _ => return None,
+        };
+        let mut data = [(0, 0); 2];
+        for (i, d) in data.iter_mut().enumerate().take(words) {
+            *d = (word(1 + 2 * i)?, word(2 + 2 * i)?);
+        }
+        Some(FileCaps {
+            effective,
+            data,
+            rootid,
+        })
+    }
+
+    /// The revision 3 value with root uid `rootid`.
+    pub fn to_v3(&self, rootid: u32) -> Vec<u8> {
+        let magic = VFS_CAP_REVISION_3
+            | if self.effective {
+                VFS_CAP_FLAGS_EFFECTIVE
+            } else {
+                0
+            };
+        let mut out = Vec::with_capacity(24);
+        for w in [
+            magic,
+            self.data[0].0,
+            self.data[0].1,
+            self.data[1].0,
+            self.data[1].1,
+            rootid,
+        ] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
     }
 }
 
@@ -834,6 +939,40 @@ mod tests {
             parse_pax_time(b"-9223372036854775807.5"),
             Some((i64::MIN, 500_000_000))
         );
+    }
+
+    #[test]
+    fn file_caps_revisions() {
+        // cap_net_raw+ep, revision 2 (what setcap writes as real root).
+        let mut v2 = Vec::new();
+        for w in [0x0200_0001u32, 1 << 13, 0, 0, 0] {
+            v2.extend_from_slice(&w.to_le_bytes());
+        }
+        let c = FileCaps::parse(&v2).unwrap();
+        assert!(c.effective);
+        assert_eq!(c.data, [(1 << 13, 0), (0, 0)]);
+        assert_eq!(c.rootid, None);
+        let v3 = c.to_v3(100000);
+        assert_eq!(v3.len(), 24);
+        assert_eq!(&v3[..4], &0x0300_0001u32.to_le_bytes());
+        assert_eq!(&v3[20..], &100000u32.to_le_bytes());
+        let back = FileCaps::parse(&v3).unwrap();
+        assert_eq!((back.data, back.rootid), (c.data, Some(100000)));
+        // Revision 1 is 12 bytes; wrong sizes, revisions and flags are malformed.
+        let mut v1 = Vec::new();
+        for w in [0x0100_0000u32, 7, 0] {
+            v1.extend_from_slice(&w.to_le_bytes());
+        }
+        assert_eq!(FileCaps::parse(&v1).unwrap().data, [(7, 0), (0, 0)]);
+        assert!(FileCaps::parse(&v2[..19]).is_none());
+        assert!(FileCaps::parse(&v1[..8]).is_none());
+        let mut bad = v2.clone();
+        bad[3] = 9;
+        assert!(FileCaps::parse(&bad).is_none());
+        bad = v2.clone();
+        bad[1] = 1;
+        assert!(FileCaps::parse(&bad).is_none());
+        assert!(FileCaps::parse(b"").is_none());
     }
 
     #[test]

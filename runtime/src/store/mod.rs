@@ -33,6 +33,7 @@ pub use import::{default_name, ImportOptions};
 use layout::Layout;
 pub use local::{disk_usage, EvictReport, LocalLayer, LocalLayerInfo, LocalLayerSlot};
 use lock::FileLock;
+pub use pull::RemoteManifest;
 
 use crate::archive::SourceError;
 use crate::digest::{chain_id, Digest};

@@ -105,41 +105,12 @@ impl Store {
         .await?;
 
         // The manifest (through an index if the reference names one).
-        let top = client
-            .manifest(r, &r.manifest_reference(), progress)
-            .await?;
+        let (mbytes, mdigest, mtype, m) =
+            fetch_manifest(&client, r, name, &opts.platform, progress).await?;
         let invalid = |reason: String| StoreError::Invalid {
             image: name.to_owned(),
             reason,
         };
-        let (mbytes, mdigest, mtype, m) =
-            match manifest::parse_document(&top.bytes, top.media_type.as_deref())
-                .map_err(invalid)?
-            {
-                Document::Manifest(m) => {
-                    let t = m
-                        .media_type
-                        .clone()
-                        .or(top.media_type.clone())
-                        .unwrap_or_else(|| media::OCI_MANIFEST.into());
-                    (top.bytes, top.digest, t, m)
-                }
-                Document::Index(idx) => {
-                    let sel = idx.select(&opts.platform).map_err(invalid)?.clone();
-                    debug!(digest = %sel.digest, "index resolved to platform manifest");
-                    let sub = client
-                        .manifest(r, &sel.digest.to_string(), progress)
-                        .await?;
-                    match manifest::parse_document(&sub.bytes, Some(&sel.media_type))
-                        .map_err(invalid)?
-                    {
-                        Document::Manifest(m) => (sub.bytes, sub.digest, sel.media_type.clone(), m),
-                        Document::Index(_) => {
-                            return Err(invalid("an index entry points at another index".into()))
-                        }
-                    }
-                }
-            };
         m.check_image().map_err(invalid)?;
         let source_digest = mdigest.clone();
         let (mbytes, mdigest, mtype, m) = match manifest::oci_form(&m) {
@@ -347,6 +318,110 @@ impl Counters {
             self.present += 1;
         }
         self.bytes += o.bytes;
+    }
+}
+
+/// The manifest `r` names, through an index when it names one (the entry for
+/// `platform`): bytes, digest, media type, parsed. Not checked beyond parsing.
+async fn fetch_manifest(
+    client: &Client,
+    r: &RegistryRef,
+    name: &str,
+    platform: &crate::platform::Platform,
+    progress: &dyn Progress,
+) -> Result<(Vec<u8>, Digest, String, Box<manifest::Manifest>), StoreError> {
+    let invalid = |reason: String| StoreError::Invalid {
+        image: name.to_owned(),
+        reason,
+    };
+    let top = client
+        .manifest(r, &r.manifest_reference(), progress)
+        .await?;
+    Ok(
+        match manifest::parse_document(&top.bytes, top.media_type.as_deref()).map_err(invalid)? {
+            Document::Manifest(m) => {
+                let t = m
+                    .media_type
+                    .clone()
+                    .or(top.media_type.clone())
+                    .unwrap_or_else(|| media::OCI_MANIFEST.into());
+                (top.bytes, top.digest, t, m)
+            }
+            Document::Index(idx) => {
+                let sel = idx.select(platform).map_err(invalid)?.clone();
+                debug!(digest = %sel.digest, "index resolved to platform manifest");
+                let sub = client
+                    .manifest(r, &sel.digest.to_string(), progress)
+                    .await?;
+                match manifest::parse_document(&sub.bytes, Some(&sel.media_type))
+                    .map_err(invalid)?
+                {
+                    Document::Manifest(m) => (sub.bytes, sub.digest, sel.media_type.clone(), m),
+                    Document::Index(_) => {
+                        return Err(invalid("an index entry points at another index".into()))
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// What the registry has for a reference, without downloading any blob
+/// ([`Store::remote_manifest`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RemoteManifest {
+    /// The reference as resolved (`registry/repo:tag`).
+    pub name: String,
+    /// The digest of the platform manifest at the registry.
+    pub digest: Digest,
+    pub media_type: String,
+    /// Number of layers.
+    pub layers: usize,
+    /// Compressed size of config and layers, as the manifest declares them.
+    pub size: u64,
+}
+
+impl Store {
+    /// Ask the registry for the manifest of `reference` (through an index, for
+    /// `platform`) and check it describes an image we could pull — authentication,
+    /// TLS, the tag and the platform included — without downloading config or
+    /// layers. Registry references only.
+    pub async fn remote_manifest(
+        &self,
+        reference: &str,
+        platform: &crate::platform::Platform,
+    ) -> Result<RemoteManifest, StoreError> {
+        let r = match crate::reference::ImageSource::parse(reference)? {
+            crate::reference::ImageSource::Registry(r) => r,
+            _ => {
+                return Err(StoreError::Invalid {
+                    image: reference.to_owned(),
+                    reason: "not a registry reference".into(),
+                })
+            }
+        };
+        let name = r.name();
+        let client = self.client()?;
+        let (_, digest, media_type, m) =
+            fetch_manifest(&client, &r, &name, platform, &*crate::progress::silent()).await?;
+        m.check_image().map_err(|reason| StoreError::Invalid {
+            image: name.clone(),
+            reason,
+        })?;
+        let size = m
+            .layers
+            .iter()
+            .map(|l| l.size)
+            .chain([m.config.size])
+            .try_fold(0u64, |a, b| a.checked_add(b))
+            .unwrap_or(u64::MAX);
+        Ok(RemoteManifest {
+            name,
+            digest,
+            media_type,
+            layers: m.layers.len(),
+            size,
+        })
     }
 }
 

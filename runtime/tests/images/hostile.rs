@@ -336,3 +336,162 @@ fn owners_outside_the_mapped_range_are_refused() {
         "{msg}"
     );
 }
+
+/// `cap_setuid,cap_net_raw+ep` as revision 2 (what `setcap` writes as real root).
+fn v2_caps() -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [0x0200_0001u32, (1 << 7) | (1 << 13), 0, 0, 0] {
+        v.extend_from_slice(&w.to_le_bytes());
+    }
+    v
+}
+
+/// Set-user-id root files and file capabilities in a layer, unpacked by real root:
+/// the file belongs to container root's host id (never host root), and its
+/// capabilities are namespaced to the container's user namespace, so that a host
+/// user who reaches the store cannot run it with host privileges.
+#[test]
+fn setuid_root_and_file_capabilities_stay_in_the_container() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(
+        support::is_root(),
+        "unpacking with shifted owners needs root (tests/run.sh)"
+    );
+    let t = support::tempdir();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let busybox = std::fs::read("/bin/busybox").unwrap();
+    let caps = v2_caps();
+    let mut b = LayerBuilder::new();
+    b.dir("bin", 0o755);
+    b.pax_file(
+        "bin/busybox",
+        &busybox,
+        &[("SCHILY.xattr.security.capability", &caps[..])],
+        |h| h.set_mode(0o4755),
+    );
+    let tar = b.finish();
+    let (d, s) = unpack_tar(
+        t.path(),
+        "caps",
+        &tar,
+        Compression::Gzip,
+        Ownership::Shift(crate::unpack::root_mapping()),
+    )
+    .unwrap();
+    assert_eq!(s.xattrs_skipped, 0, "{s:?}");
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = d.join("bin/busybox");
+    let m = std::fs::metadata(&bin).unwrap();
+    assert_eq!((m.uid(), m.gid()), (100000, 100000));
+    assert_eq!(m.mode() & 0o7777, 0o4755);
+    // Namespaced: revision 3 with root 100000.
+    let v = support::lgetxattr(&bin, "security.capability").unwrap();
+    assert_eq!(v.len(), 24, "{v:?}");
+    assert_eq!(&v[..4], &0x0300_0001u32.to_le_bytes());
+    assert_eq!(&v[4..8], &caps[4..8]);
+    assert_eq!(&v[20..], &100000u32.to_le_bytes());
+    // Run from the host by an unprivileged user: neither the set-uid bit nor the
+    // capabilities give it host root or host capabilities.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=4242", "--regid=4242", "--clear-groups"])
+        .arg(&bin)
+        .args(["cat", "/proc/self/status"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap()
+    };
+    // The set-uid bit applied (busybox itself drops the effective id again): the
+    // ids are the user's and container root's host id, never 0.
+    let uids = field("Uid:");
+    assert!(
+        uids.split(' ').all(|u| u == "4242" || u == "100000"),
+        "{uids}"
+    );
+    assert!(uids.contains("100000"), "{uids}");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapPrm:"), "0000000000000000");
+}
+
+/// A zstd layer that inflates far beyond the size cap is stopped at the cap, with
+/// an error naming the entry, like gzip bombs.
+#[test]
+fn zstd_bomb_is_stopped() {
+    let t = support::tempdir();
+    let tar = LayerBuilder::new()
+        .file("zbomb", &vec![0u8; 64 << 20])
+        .finish();
+    let limits = Limits {
+        max_entries: 100,
+        max_bytes: 8 << 20,
+    };
+    let e = unpack_tar_with(
+        t.path(),
+        "zbomb",
+        &tar,
+        Compression::Zstd,
+        own(),
+        limits,
+        Digest::of(&tar),
+    )
+    .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"zbomb\"") && msg.contains("size limit") && msg.contains("test-layer-zbomb"),
+        "{msg}"
+    );
+    let out = std::process::Command::new("du")
+        .args(["-sb", "--apparent-size"])
+        .arg(t.path().join("zbomb"))
+        .output()
+        .unwrap();
+    let left: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(left < 16 << 20, "{left} bytes written");
+}
+
+/// A layer may not steer overlayfs with its own xattrs (a fake opaque dir, a
+/// redirect to another path, a metacopy) nor set an SELinux label: they are dropped
+/// and counted, and the rest of the layer is applied.
+#[test]
+fn overlay_and_selinux_xattrs_are_dropped() {
+    let t = support::tempdir();
+    let mut b = LayerBuilder::new();
+    b.pax_file(
+        "etc-redirect",
+        b"x",
+        &[
+            ("SCHILY.xattr.user.overlay.redirect", b"/etc"),
+            ("SCHILY.xattr.trusted.overlay.metacopy", b""),
+            ("SCHILY.xattr.user.overlay.opaque", b"y"),
+            (
+                "SCHILY.xattr.security.selinux",
+                b"system_u:object_r:shadow_t:s0",
+            ),
+            ("SCHILY.xattr.user.kept", b"1"),
+        ],
+        |_| {},
+    );
+    let (d, s) = unpack_tar(t.path(), "ovl", &b.finish(), Compression::Gzip, own()).unwrap();
+    assert_eq!(s.xattrs_skipped, 4, "{s:?}");
+    let f = d.join("etc-redirect");
+    assert!(support::lgetxattr(&f, "user.overlay.redirect").is_none());
+    assert!(support::lgetxattr(&f, "user.overlay.opaque").is_none());
+    assert_eq!(
+        support::lgetxattr(&f, "user.kept").as_deref(),
+        Some(&b"1"[..])
+    );
+}

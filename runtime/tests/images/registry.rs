@@ -783,3 +783,49 @@ async fn a_partial_download_from_a_crash_is_resumed() {
         0
     );
 }
+
+/// A registry that keeps cutting the connection in the middle of a blob (issue 8: a
+/// registry that dies mid-pull): the pull fails, after its retries, with an error
+/// that names the blob; nothing half-written is in the store (no blob, no image
+/// name, no partial download); once the registry is healthy a retry succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_dies_mid_pull_fails_clearly_and_a_retry_succeeds() {
+    let reg = FakeRegistry::start().await;
+    let img = image("dying", "amd64");
+    reg.push("test/dying", "latest", &img);
+    let t = support::tempdir();
+    let s = open(t.path(), config(&reg.host(), &t.path().join("none.json")));
+    let opts = PullOptions {
+        parallel: 1,
+        ..opts()
+    };
+    let name = format!("{}/test/dying:latest", reg.host());
+    reg.faults().die_mid_blob = 1000;
+    let e = s.pull(&name, &opts).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Registry, "{e}");
+    let msg = e.to_string();
+    // the first blob fetched (the config) is the one that could not be had
+    assert!(
+        msg.contains(&img.config.digest.to_string()),
+        "error does not name the blob: {msg}"
+    );
+    assert!(blob_files(t.path()).iter().all(|f| {
+        *f != img.config.digest.hex() && img.layers.iter().all(|l| *f != l.digest.hex())
+    }));
+    assert!(matches!(s.resolve(&name), Err(StoreError::NotFound(_))));
+    // a failed pull drops its partial downloads too
+    assert_eq!(
+        std::fs::read_dir(t.path().join("ingest")).unwrap().count(),
+        0
+    );
+    // the registry recovers: the same pull succeeds
+    reg.faults().die_mid_blob = 0;
+    let r = s.pull(&name, &opts).await.unwrap();
+    assert_eq!(r.image.layers.len(), img.layers.len());
+    assert_eq!(r.blobs_fetched, 1 + img.layers.len());
+    assert_eq!(
+        std::fs::read_dir(t.path().join("ingest")).unwrap().count(),
+        0
+    );
+    assert!(s.resolve(&name).is_ok());
+}
