@@ -829,14 +829,10 @@ impl Container {
 
     fn spawn_prepared(&self) -> Result<exec::Prepared, ExecError> {
         let i = &self.inner;
-        // A refill in flight holds the live lock until its step helper is in the slot.
         let live = i.live.lock().unwrap_or_else(|e| e.into_inner());
         let Some(l) = live.as_ref() else {
             return Err(ExecError::Destroyed(i.id.clone()));
         };
-        if let Some(p) = i.prepared.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Ok(p);
-        }
         self.fork_step_helper(l)
             .map_err(|message| ExecError::Helper {
                 id: i.id.clone(),
@@ -882,23 +878,12 @@ impl Container {
         let i = &self.inner;
         let live = i.live.lock().unwrap_or_else(|e| e.into_inner());
         let Some(l) = live.as_ref() else { return };
-        if i.prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-        {
+        let mut slot = i.prepared.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
             return;
         }
-        // Not holding the slot while forking: a step that comes meanwhile waits for
-        // the live lock, then finds the new step helper in the slot.
         match self.fork_step_helper(l) {
-            Ok(p) => {
-                let mut slot = i.prepared.lock().unwrap_or_else(|e| e.into_inner());
-                match slot.as_ref() {
-                    None => *slot = Some(p),
-                    Some(_) => p.discard(),
-                }
-            }
+            Ok(p) => *slot = Some(p),
             Err(e) => debug!("preparing a step helper: {e}"),
         }
     }
