@@ -45,6 +45,7 @@ impl Env {
             .arg(self.store())
             .args(args)
             .env("TMPDIR", self.dir.path().join("tmp"))
+            .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         c
@@ -234,6 +235,10 @@ fn a_missing_default_image_names_image_import() {
     assert_eq!(o.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("localhost/buildroot:latest"), "{stderr}");
     assert!(stderr.contains("koji-adjutant image import"), "{stderr}");
+    assert!(
+        !env.dir.path().join("results").exists(),
+        "nothing ran: no results directory"
+    );
     // Usage errors are exit 2 and name the argument.
     let o = env.rebuild(&["/nonexistent/x.src.rpm"]);
     assert_eq!(o.status.code(), Some(2));

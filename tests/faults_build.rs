@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use koji_adjutant::hub::taskrelpath;
 use koji_adjutant::xmlrpc::Value;
 use support::buildhost::{fixture, make_srpm, BuildHost};
 use support::fakebuilds::BR_EXPIRED;
@@ -137,12 +138,24 @@ async fn sigkill_mid_build_then_restart_frees_sweeps_and_takes_the_lock() {
             .expect("the first run registered a buildroot")
     });
 
+    // the dead daemon's task directory (sources, buildroot build dir) is still there
+    let taskdir = h.workdir().join(taskrelpath(t));
+    assert!(taskdir.is_dir());
+    // the hub will not hand the freed task back to this host for now, so what the
+    // restart cleans up is seen before the task runs here again
+    h.e.hub
+        .with(|s| s.refusals.push((t, 1, true, "test: keep it away".into())));
+
     // restarted as systemd would (kojid --fg --force-lock)
     h.start();
-    wait_long("task freed and built again", 300, || {
-        h.e.hub.task(t).state != OPEN || h.e.hub.task(t).opened > 1
+    wait_long("stale task freed", 120, || {
+        h.e.hub.task(t).state == support::fakehub::FREE
     })
     .await;
+    wait_clean(&h, &watch.seen(), Some(marker)).await;
+    assert!(!taskdir.exists());
+    // now let it come back: it is built again
+    h.e.hub.with(|s| s.refusals.retain(|r| r.0 != t));
     assert_eq!(h.finish(t).await, CLOSED);
     assert_eq!(h.e.hub.task(t).opened, 2, "freed and taken again");
     let freed = h.e.hub.calls_of("host.freeTasks");
@@ -336,8 +349,13 @@ async fn a_registry_dying_mid_pull_fails_the_build_cleanly_and_the_next_one_pull
         .map(|e| format!("sha256:{}", e.file_name().to_string_lossy()))
         .collect();
     assert!(blobs.iter().any(|b| msg.contains(b.as_str())), "{msg}");
+    assert!(msg.contains("the connection broke after "), "{msg}");
     let (gets, cut) = reg.blob_stats();
-    assert!(cut >= 2 && cut == gets, "retried: {gets} gets, {cut} cut");
+    // every blob request was cut, and the pull tried more than once
+    assert!(
+        cut >= 2 && cut == gets,
+        "retried: {gets} gets, {cut} cut; {msg}"
+    );
     // nothing half-written in the store: no partial download, no image name
     assert_eq!(
         support::leaks::entries(&h.store().join("ingest")),

@@ -407,6 +407,10 @@ async fn build(
     );
     let mut br = match b.create(req).await {
         Ok(br) => br,
+        Err(e @ BuildrootError::Image { .. }) => {
+            // Nothing ran: no logs worth a directory.
+            return report_error(&e, Path::new("."));
+        }
         Err(e) => {
             let dst = resultdir
                 .clone()

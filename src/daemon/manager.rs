@@ -186,6 +186,7 @@ impl TaskManager {
         if !stale.is_empty() {
             info!(?stale, "freeing stale tasks");
             self.session.host_free_tasks(&stale).await?;
+            self.remove_stale_workdirs(&stale).await;
         }
         // reap finished tasks
         let done: Vec<i64> = self
@@ -237,6 +238,32 @@ impl TaskManager {
             h.task_load = load;
         });
         Ok(())
+    }
+
+    /// The workdirs of stale tasks (left by a daemon that was killed while they ran:
+    /// sources, results, the buildroot's build directory): nothing here runs them, and
+    /// a freed task may never come back to this host.
+    async fn remove_stale_workdirs(&self, stale: &[i64]) {
+        let dirs: Vec<PathBuf> = stale
+            .iter()
+            .map(|id| self.config.kojid.workdir.join(taskrelpath(*id)))
+            .filter(|d| d.exists())
+            .collect();
+        if dirs.is_empty() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for d in dirs {
+                match std::fs::remove_dir_all(&d) {
+                    Ok(()) => info!(path = %d.display(), "removed the workdir of a stale task"),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        warn!(path = %d.display(), error = %e, "cannot remove the workdir of a stale task")
+                    }
+                }
+            }
+        })
+        .await;
     }
 
     async fn logout_child(&self, task_id: i64, sub: Option<i64>) {

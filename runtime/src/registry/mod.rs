@@ -792,7 +792,15 @@ impl Client {
                                 progress.event(&Event::BlobBytes { digest: d, bytes: n });
                             }
                             Ok(None) => break,
-                            Err(e) => return Err(self.transport_fail(r, what, e)),
+                            // say how far it got: reqwest only says "error decoding
+                            // response body" when a registry cuts a blob short
+                            Err(e) => {
+                                let what = format!(
+                                    "{what} (the connection broke after {} of {size} bytes)",
+                                    sink.len
+                                );
+                                return Err(self.transport_fail(r, &what, e));
+                            }
                         }
                     }
                     if sink.len < size {

@@ -99,8 +99,12 @@ impl Store {
             });
             return Ok(None);
         }
+        // The unpackers' own lock: never the lease lock (`layer-….lock`, shared by
+        // containers using the layer), or an unpacker that found the layer missing
+        // would wait for the lease of the process that just unpacked it, as long as
+        // its containers run.
         let lp = self.lock_path(&format!(
-            "layer-{}-{}.lock",
+            "layer-{}-{}.unpack.lock",
             mapping.cache_key(),
             l.diff_id.hex()
         ));

@@ -809,6 +809,7 @@ async fn a_registry_that_dies_mid_pull_fails_clearly_and_a_retry_succeeds() {
         msg.contains(&img.config.digest.to_string()),
         "error does not name the blob: {msg}"
     );
+    assert!(msg.contains("the connection broke after "), "{msg}");
     assert!(blob_files(t.path()).iter().all(|f| {
         *f != img.config.digest.hex() && img.layers.iter().all(|l| *f != l.digest.hex())
     }));

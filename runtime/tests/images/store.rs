@@ -382,6 +382,33 @@ fn two_handles_on_one_store_unpack_each_layer_once() {
     assert_eq!(reports[0].dirs, reports[1].dirs);
 }
 
+/// A lease on a layer (a container using it) never blocks the unpacking of that layer:
+/// an unpacker that found the layer missing while another process unpacked it must not
+/// then wait for that process's containers (a daemon hung that way in a test).
+#[test]
+fn a_lease_does_not_block_unpacking() {
+    let t = support::tempdir();
+    let s = Arc::new(Store::open(t.path()).unwrap());
+    let img = s
+        .import(&oci("busybox"), None, &ImportOptions::default())
+        .unwrap()
+        .image;
+    let lease = s.lease_layers(&img, &mapping()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = s.clone();
+    let img2 = img.clone();
+    std::thread::spawn(move || {
+        let r = s2.unpack(&img2, &mapping(), &*adjutant_runtime::progress::silent());
+        let _ = tx.send(r.map(|r| r.layers_unpacked));
+    });
+    // a generous bound on a hang, not a timing assertion
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("unpack blocked by a lease on the layer");
+    assert_eq!(r.unwrap(), 1);
+    drop(lease);
+}
+
 #[test]
 fn rm_and_prune() {
     let t = support::tempdir();
