@@ -11,117 +11,37 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use adjutant_runtime::container::{Runtime, RuntimeConfig};
-use adjutant_runtime::idmap::MappingMode;
-use adjutant_runtime::store::{ImportOptions, PullPolicy, Store};
-use adjutant_runtime::userns;
-use adjutant_testkit::{fixtures_dir, rpmroot_dir};
 use criterion::{criterion_group, criterion_main, Criterion};
-use koji_adjutant::buildroot::{
-    BuildrootRequest, Buildroots, DnfOptions, RepoSource, Settings, TOPDIR,
-};
-use koji_adjutant::policy::{ImagePolicy, ImageSource, PolicySettings, Resolution};
+use koji_adjutant::buildroot::{BuildrootRequest, DnfOptions, RepoSource, TOPDIR};
+use koji_adjutant::policy::{ImageSource, Resolution};
 
-const BIN: &str = env!("CARGO_BIN_EXE_koji-adjutant");
-const IMAGE: &str = "localhost/buildroot:latest";
+use buildroot_common::IMAGE;
 
-/// A repo of the fixture rpms with a `build` group, as a Koji repo has.
-fn make_repo(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    for e in std::fs::read_dir(fixtures_dir().join("rpms"))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(e.path(), repo.join(e.file_name())).unwrap();
-    }
-    let comps = dir.join("comps.xml");
-    std::fs::write(
-        &comps,
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE comps PUBLIC "-//Red Hat, Inc.//DTD Comps info//EN" "comps.dtd">
-<comps>
-  <group>
-    <id>build</id><name>build</name><description/><default>false</default><uservisible>true</uservisible>
-    <packagelist>
-      <packagereq type="mandatory">bash</packagereq>
-      <packagereq type="mandatory">gcc</packagereq>
-      <packagereq type="mandatory">make</packagereq>
-      <packagereq type="mandatory">rpm-build</packagereq>
-    </packagelist>
-  </group>
-</comps>
-"#,
-    )
-    .unwrap();
-    let st = Command::new("createrepo_c")
-        .args(["-q", "-g"])
-        .arg(&comps)
-        .arg(&repo)
-        .status()
-        .unwrap();
-    assert!(st.success(), "createrepo_c failed");
-    let st = Command::new("chmod")
-        .args(["-R", "a+rX"])
-        .arg(dir)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    repo
-}
+/// The store with the rpmroot image and the buildroot factory of the buildroot tests.
+#[path = "../tests/buildroot_common/mod.rs"]
+mod buildroot_common;
 
 struct Env {
-    dir: tempfile::TempDir,
-    b: Buildroots,
+    common: buildroot_common::Env,
     repo_url: String,
+}
+
+impl std::ops::Deref for Env {
+    type Target = buildroot_common::Env;
+    fn deref(&self) -> &buildroot_common::Env {
+        &self.common
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::Builder::new()
-            .prefix("ka-bench-broot.")
-            .tempdir_in("/var/tmp")
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let store_root = dir.path().join("store");
-        let store = Store::open(&store_root).unwrap();
-        let mut rcfg = RuntimeConfig::detect(&store_root).unwrap();
-        rcfg.helper_exe = PathBuf::from(BIN);
-        if rcfg.mapping.mode == MappingMode::RootlessRanges {
-            store.set_userns_runner(userns::store_runner(PathBuf::from(BIN)));
-        }
-        store
-            .import(
-                &format!("oci:{}:latest", rpmroot_dir().display()),
-                Some(IMAGE),
-                &ImportOptions::default(),
-            )
-            .unwrap();
-        let runtime = Runtime::new(rcfg).unwrap();
-        let policy = ImagePolicy::new(PolicySettings {
-            enabled: false,
-            default_image: IMAGE.into(),
-            ttl: Duration::from_secs(60),
-            file: None,
-        })
-        .unwrap();
-        let settings = Settings {
-            pull_policy: PullPolicy::Never,
-            pull_timeout: Duration::from_secs(60),
-            cache: true,
-            cache_max_bytes: 10 << 30,
-            cache_ttl: Duration::from_secs(3600),
-        };
-        let b = Buildroots::from_parts(runtime, store, settings, policy, None);
-        let repo = make_repo(dir.path());
+        let common = buildroot_common::Env::new(true);
+        let repo = buildroot_common::make_repo(common.dir.path());
         Env {
             repo_url: format!("file://{}", repo.display()),
-            dir,
-            b,
+            common,
         }
     }
 

@@ -1579,6 +1579,41 @@ impl Inner {
         r
     }
 
+    /// `rpm -iv` of the SRPM (its path inside) into the topdir as mockbuild, logged to
+    /// build.log, then its spec: the spec's path, or the failure (`what` names the
+    /// step in a failed `rpm -i`, `spec_for` in a missing spec).
+    async fn install_srpm(
+        &mut self,
+        srpm_in: String,
+        what: &str,
+        spec_for: &str,
+    ) -> Result<Result<String, StepFailure>, BuildrootError> {
+        let st = self
+            .step(Step {
+                log: "build.log",
+                argv: vec![
+                    "rpm".into(),
+                    "-iv".into(),
+                    "--nosignature".into(),
+                    "--define".into(),
+                    format!("_topdir {TOPDIR}"),
+                    srpm_in,
+                ],
+                who: As::Mockbuild,
+                cwd: BUILDDIR,
+                network: Network::None,
+                timeout: Some(Duration::from_secs(600)),
+                stdout: None,
+            })
+            .await?;
+        if let StepOutcome::Failed(f) =
+            outcome(what, "build.log", &st, Duration::from_secs(600), &self.logs)
+        {
+            return Ok(Err(f));
+        }
+        Ok(self.find_spec(spec_for))
+    }
+
     async fn rebuild_inner(
         &mut self,
         srpm: &Path,
@@ -1593,34 +1628,7 @@ impl Inner {
         if let Err(e) = self.installed().await {
             self.logs.warn(&format!("listing installed packages: {e}"));
         }
-        let st = self
-            .step(Step {
-                log: "build.log",
-                argv: vec![
-                    "rpm".into(),
-                    "-iv".into(),
-                    "--nosignature".into(),
-                    "--define".into(),
-                    format!("_topdir {TOPDIR}"),
-                    srpm_in.clone(),
-                ],
-                who: As::Mockbuild,
-                cwd: BUILDDIR,
-                network: Network::None,
-                timeout: Some(Duration::from_secs(600)),
-                stdout: None,
-            })
-            .await?;
-        if let StepOutcome::Failed(f) = outcome(
-            "rpm -i",
-            "build.log",
-            &st,
-            Duration::from_secs(600),
-            &self.logs,
-        ) {
-            return Ok(StepOutcome::Failed(f));
-        }
-        let spec = match self.find_spec("rpmbuild") {
+        let spec = match self.install_srpm(srpm_in, "rpm -i", "rpmbuild").await? {
             Ok(s) => s,
             Err(f) => return Ok(StepOutcome::Failed(f)),
         };
@@ -1659,34 +1667,10 @@ impl Inner {
         let r = async {
             self.reset_topdir().await?;
             let srpm_in = self.copy_in(srpm, "originals").await?;
-            let st = self
-                .step(Step {
-                    log: "build.log",
-                    argv: vec![
-                        "rpm".into(),
-                        "-iv".into(),
-                        "--nosignature".into(),
-                        "--define".into(),
-                        format!("_topdir {TOPDIR}"),
-                        srpm_in,
-                    ],
-                    who: As::Mockbuild,
-                    cwd: BUILDDIR,
-                    network: Network::None,
-                    timeout: Some(Duration::from_secs(600)),
-                    stdout: None,
-                })
-                .await?;
-            if let StepOutcome::Failed(f) = outcome(
-                "rebuild_srpm",
-                "build.log",
-                &st,
-                Duration::from_secs(600),
-                &self.logs,
-            ) {
-                return Ok(StepOutcome::Failed(f));
-            }
-            let spec = match self.find_spec("rebuild_srpm") {
+            let spec = match self
+                .install_srpm(srpm_in, "rebuild_srpm", "rebuild_srpm")
+                .await?
+            {
                 Ok(s) => s,
                 Err(f) => return Ok(StepOutcome::Failed(f)),
             };
