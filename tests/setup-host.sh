@@ -39,6 +39,8 @@ PACKAGES=(
   gcc libc6-dev make pkg-config git
   # shell lint in tests/run.sh
   shellcheck
+  # tests/install.rs: systemd-analyze verify, systemd-sysusers, systemd-tmpfiles --root
+  systemd
   # status server tests: the dashboard in headless Chromium, the metrics through the Python
   # Prometheus/OpenMetrics parsers
   chromium python3-prometheus-client
