@@ -50,7 +50,11 @@ async fn neighbours_are_invisible_body() {
     let marker = format!("ka-neighbour-{}", std::process::id());
     let (code, _, err) = sh(
         &a,
-        &format!("echo secret > /{marker} && echo secret > /tmp/{marker} && sleep 1000 &"),
+        // the files are written before the step returns; only the sleep stays behind
+        &format!(
+            "echo secret > /{marker} && echo secret > /tmp/{marker} && \
+             {{ sleep 1000 >/dev/null 2>&1 & }}"
+        ),
     )
     .await;
     assert_eq!(code, 0, "{err}");
