@@ -19,7 +19,7 @@ use crate::scm::{Scm, ScmError};
 use crate::xmlrpc::Value;
 
 use super::broot::{failure_message, srpm_buildroot, take_srpm, SharedFactory, StepStatus};
-use super::common::check_host_arch;
+use super::common::check_build_tag_arch;
 
 /// The `buildSRPMFromSCM` handler.
 pub struct BuildSrpmFromScm {
@@ -122,16 +122,7 @@ impl TaskHandler for BuildSrpmFromScm {
         ctx: &'a HostCheckContext,
         params: &'a TaskParams,
     ) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async move {
-            match params
-                .args
-                .get(1)
-                .or_else(|| params.kwargs.get("build_tag"))
-            {
-                Some(tag) => check_host_arch(&ctx.session, tag, ctx.host.as_ref()).await,
-                None => Ok(true),
-            }
-        })
+        Box::pin(check_build_tag_arch(ctx, params))
     }
 
     fn run<'a>(

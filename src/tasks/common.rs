@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, info};
 
 use crate::config::Config;
-use crate::daemon::TaskFailure;
+use crate::daemon::{HostCheckContext, TaskFailure, TaskParams};
 use crate::fnmatch::{fnmatch, multi_fnmatch};
 use crate::hub::{HostInfo, HubSession};
 use crate::rpmfile::{tag, RpmHeaders};
@@ -66,6 +66,22 @@ pub fn tag_ref(tag: &Value) -> Value {
             .cloned()
             .unwrap_or(Value::Nil),
         other => other.clone(),
+    }
+}
+
+/// The host check of the SRPM tasks (`rebuildSRPM`, `buildSRPMFromSCM`):
+/// [`check_host_arch`] on their `build_tag` (second argument or keyword); true without one.
+pub async fn check_build_tag_arch(
+    ctx: &HostCheckContext,
+    params: &TaskParams,
+) -> Result<bool, String> {
+    match params
+        .args
+        .get(1)
+        .or_else(|| params.kwargs.get("build_tag"))
+    {
+        Some(tag) => check_host_arch(&ctx.session, tag, ctx.host.as_ref()).await,
+        None => Ok(true),
     }
 }
 
