@@ -1,10 +1,9 @@
 //! The container's pid 1, from the moment it is cloned into its new namespaces.
 //!
 //! Read top to bottom, this is the whole in-container start sequence:
-//! wait for the parent (maps written, cgroup joined) → become root of the user
-//! namespace → (a thread makes the network namespace with `lo` up, meanwhile) → new
-//! cgroup namespace → `/` rslave → root (overlay) → `/proc`, `/dev`, `/tmp` → join the
-//! network namespace → `/sys`, binds → `/etc/hosts`, `/etc/resolv.conf` → hostname →
+//! `lo` up → wait for the parent (maps written, cgroup joined) → become root of the user
+//! namespace → new cgroup namespace → `/` rslave → root (overlay) → `/proc`, `/dev`,
+//! `/tmp` → `/sys`, binds → `/etc/hosts`, `/etc/resolv.conf` → hostname →
 //! `pivot_root` → mask `/proc` and `/sys` paths → not dumpable → signals → fd sweep →
 //! (run mode: fork the command) → report ready → reap children until the command
 //! exits or the holder of the lifeline goes away.
@@ -44,6 +43,14 @@ pub const LIFELINE_EXIT: i32 = 137;
 
 /// Entry point of the cloned child. Never returns.
 pub fn main(cfg: &LaunchConfig, go: OwnedFd, ready: OwnedFd, lifeline: BorrowedFd<'_>) -> ! {
+    // `lo` needs no id maps (we hold every capability in our user namespace, which owns
+    // the network namespace), so it comes up while the parent writes them. A failure is
+    // reported after `go`, as every setup error.
+    let lo = if cfg.own_netns {
+        network::loopback_up()
+    } else {
+        Ok(())
+    };
     // Wait until the parent has written the id maps and placed us in the cgroup.
     let mut b = [0u8; 1];
     loop {
@@ -54,7 +61,10 @@ pub fn main(cfg: &LaunchConfig, go: OwnedFd, ready: OwnedFd, lifeline: BorrowedF
             _ => unsafe { libc::_exit(125) },
         }
     }
-    match setup(cfg, lifeline, &ready, &go) {
+    match lo
+        .map_err(|e| format!("bringing up lo: {e}"))
+        .and_then(|()| setup(cfg, lifeline, &ready, &go))
+    {
         Ok((sfd, main_child)) => {
             let _ = sys::write_all_fd(ready.as_fd(), b"OK");
             let ready = main_child.is_some().then_some(ready);
@@ -100,14 +110,6 @@ fn setup(
         "setresuid 0",
     )?;
 
-    // Our network namespace is made on a thread while we mount (see NewNetns), and
-    // joined before /sys (a fresh sysfs shows the mounter's network namespace).
-    let mut netns = if cfg.own_netns {
-        Some(ctx(network::NewNetns::start(), "network namespace")?)
-    } else {
-        None
-    };
-
     // A cgroup namespace rooted at the container's cgroup (we were moved into it
     // before being released). Kernels without cgroup namespaces: skip.
     match unshare(CloneFlags::CLONE_NEWCGROUP) {
@@ -117,9 +119,6 @@ fn setup(
     // All namespaces exist now: let the parent open them (we are still dumpable) and
     // wait until it has.
     if cfg.open_ns {
-        if let Some(n) = netns.take() {
-            ctx(n.join(), "network namespace")?;
-        }
         ctx(sys::write_all_fd(ready.as_fd(), b"NS"), "handshake")?;
         let mut b = [0u8; 1];
         loop {
@@ -156,9 +155,6 @@ fn setup(
         mounts::standard(root.as_fd(), &std_opts),
         "mounting /proc, /dev, /tmp",
     )?;
-    if let Some(n) = netns.take() {
-        ctx(n.join(), "network namespace")?;
-    }
     ctx(mounts::sysfs(root.as_fd(), &std_opts), "mounting /sys")?;
     ctx(mounts::binds(root.as_fd(), &cfg.mounts), "bind mount")?;
     let etc = ctx(mounts::ensure_dir(root.as_fd(), Path::new("/etc")), "/etc")?;

@@ -1,5 +1,6 @@
-//! Starting a container's pid 1: one `clone3` into new user, mount, pid, uts and ipc
-//! namespaces (pid 1 makes its network namespace itself) from a single-threaded process, the parent side of the handshake
+//! Starting a container's pid 1: one `clone3` into new user, mount, pid, uts, ipc and
+//! (unless it shares the host's) network namespaces from a single-threaded process, the
+//! parent side of the handshake
 //! (id maps, cgroup, namespace fds), and the re-exec helper that does this on behalf
 //! of a multi-threaded daemon.
 //!
@@ -133,7 +134,11 @@ fn launch_inner(
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC;
-    // The network namespace is made by pid 1, on a thread (see init.rs).
+    // A new network namespace is owned by the new user namespace (the kernel makes the
+    // user namespace first); pid 1 brings its `lo` up.
+    if cfg.own_netns {
+        flags |= libc::CLONE_NEWNET;
+    }
     if cfg.clone_parent {
         flags |= libc::CLONE_PARENT;
     }

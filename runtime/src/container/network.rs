@@ -106,48 +106,6 @@ fn write_file_at(dir: &OwnedFd, name: &str, data: &[u8]) -> Result<(), SysError>
     })
 }
 
-/// A network namespace (with `lo` up) being made on a short-lived thread while the
-/// caller does other work: `unshare(CLONE_NEWNET)` is per thread, and creating a
-/// network namespace is the largest single cost of a container start (~0.5 ms here).
-/// [`NewNetns::join`] moves the caller into it. The namespace belongs to the caller's
-/// user namespace, as if the caller had unshared it.
-pub struct NewNetns(std::thread::JoinHandle<Result<OwnedFd, SysError>>);
-
-impl NewNetns {
-    pub fn start() -> Result<NewNetns, SysError> {
-        std::thread::Builder::new()
-            .name("netns".into())
-            .stack_size(64 * 1024)
-            .spawn(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| SysError::new("unshare(CLONE_NEWNET)", e))?;
-                loopback_up()?;
-                let p = Path::new("/proc/thread-self/ns/net");
-                nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                    // SAFETY: fresh fd from open.
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
-                    .map_err(|e| SysError::at("open", p, e))
-            })
-            .map(NewNetns)
-            .map_err(|e| {
-                SysError::new(
-                    "starting the network namespace thread",
-                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
-                )
-            })
-    }
-
-    /// Wait for the namespace and `setns` into it (the thread is gone afterwards).
-    pub fn join(self) -> Result<(), SysError> {
-        let fd = self
-            .0
-            .join()
-            .map_err(|_| SysError::new("network namespace thread", Errno::EIO))??;
-        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| SysError::new("setns network namespace", e))
-    }
-}
-
 #[repr(C)]
 struct IfReqFlags {
     name: [u8; libc::IFNAMSIZ],
