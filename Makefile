@@ -1,19 +1,23 @@
 # koji-adjutant: build and install where a distribution package would put things.
 #
-#   make                                   cargo build --release (the binary)
+#   make                                   cargo build --release (the two binaries)
 #   make install PREFIX=/usr [DESTDIR=…]   install (after `make` as a normal user)
 #   make uninstall PREFIX=/usr [DESTDIR=…] remove what install put there (a kojid.conf
 #                                          that was changed is kept)
 #
 # PREFIX defaults to /usr/local; configuration goes to /etc when PREFIX is /usr,
-# otherwise to $(PREFIX)/etc. BIN names the binary to install (default: the release
-# build in CARGO_TARGET_DIR or ./target); STRIP=1 strips it. docs/operator-guide.md,
-# "Install".
+# otherwise to $(PREFIX)/etc. BIN and FULL_BIN name the binaries to install (default:
+# the release build in CARGO_TARGET_DIR or ./target): `koji-adjutant`, the command (a
+# small front that runs containers itself), and `koji-adjutant-full`, the daemon and the
+# rest of the CLI, which the front executes from $(BINDIR)/../libexec/koji-adjutant/
+# (docs/adr/0008-front-binary.md). STRIP=1 strips them. docs/operator-guide.md, "Install".
 
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 BINDIR      ?= $(PREFIX)/bin
 SBINDIR     ?= $(PREFIX)/sbin
+# Where the front looks for the full program: next to itself, or here (relative to BINDIR).
+FULLDIR     := $(abspath $(BINDIR)/../libexec/koji-adjutant)
 ifeq ($(PREFIX),/usr)
 SYSCONFDIR  ?= /etc
 else
@@ -28,6 +32,7 @@ DOCDIR      ?= $(PREFIX)/share/doc/koji-adjutant
 CARGO            ?= cargo
 CARGO_TARGET_DIR ?= target
 BIN              ?= $(CARGO_TARGET_DIR)/release/koji-adjutant
+FULL_BIN         ?= $(CARGO_TARGET_DIR)/release/koji-adjutant-full
 
 INSTALL      ?= install
 # STRIP=1 installs the binary without symbols (the release build keeps line tables for
@@ -42,20 +47,23 @@ DOC_EXAMPLES := config/kojid.conf config/image-policy.json
 all: build
 
 build:
-	$(CARGO) build --release --locked --bin koji-adjutant
+	$(CARGO) build --release --locked --bin koji-adjutant --bin koji-adjutant-full
 
-# The binary is built only when it is missing (`sudo make install` after `make`).
-$(BIN):
-	$(CARGO) build --release --locked --bin koji-adjutant
+# The binaries are built only when they are missing (`sudo make install` after `make`).
+$(BIN) $(FULL_BIN):
+	$(CARGO) build --release --locked --bin koji-adjutant --bin koji-adjutant-full
 
-check-bin: $(BIN)
-	@test -x "$(BIN)" || { echo "make: $(BIN) is not an executable" >&2; exit 1; }
+check-bin: $(BIN) $(FULL_BIN)
+	@for b in "$(BIN)" "$(FULL_BIN)"; do \
+		test -x "$$b" || { echo "make: $$b is not an executable" >&2; exit 1; }; \
+	done
 
 install: check-bin
 	$(INSTALL) -d "$(DESTDIR)$(BINDIR)" "$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(UNITDIR)" \
 		"$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(DOCDIR)" \
-		"$(DESTDIR)$(SYSCONFDIR)/kojid"
+		"$(DESTDIR)$(SYSCONFDIR)/kojid" "$(DESTDIR)$(FULLDIR)"
 	$(INSTALL_BIN) "$(BIN)" "$(DESTDIR)$(BINDIR)/koji-adjutant"
+	$(INSTALL_BIN) "$(FULL_BIN)" "$(DESTDIR)$(FULLDIR)/koji-adjutant-full"
 	@# The kojid name: the binary behaves as `koji-adjutant daemon` when run as kojid.
 	@# A real kojid (the koji-builder package) is left alone.
 	@if [ -e "$(DESTDIR)$(SBINDIR)/kojid" ] && [ ! -L "$(DESTDIR)$(SBINDIR)/kojid" ]; then \
@@ -80,7 +88,8 @@ install: check-bin
 	$(INSTALL) -m 0644 $(DOCS) $(DOC_EXAMPLES) "$(DESTDIR)$(DOCDIR)/"
 
 uninstall:
-	rm -f "$(DESTDIR)$(BINDIR)/koji-adjutant"
+	rm -f "$(DESTDIR)$(BINDIR)/koji-adjutant" "$(DESTDIR)$(FULLDIR)/koji-adjutant-full"
+	-rmdir "$(DESTDIR)$(FULLDIR)" 2>/dev/null
 	@if [ -L "$(DESTDIR)$(SBINDIR)/kojid" ] && [ "$$(readlink "$(DESTDIR)$(SBINDIR)/kojid")" = "$(BINDIR)/koji-adjutant" ]; then \
 		echo "rm -f $(DESTDIR)$(SBINDIR)/kojid"; rm -f "$(DESTDIR)$(SBINDIR)/kojid"; \
 	fi

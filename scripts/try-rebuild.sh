@@ -41,7 +41,7 @@ command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rust
 
 # ---- 2. build ------------------------------------------------------------------------------
 say "building koji-adjutant (cargo build --release; the first build takes several minutes)"
-(cd "$repo" && cargo build --release --locked --quiet --bin koji-adjutant)
+(cd "$repo" && cargo build --release --locked --quiet --bin koji-adjutant --bin koji-adjutant-full)
 bin=${CARGO_TARGET_DIR:-$repo/target}/release/koji-adjutant
 [ -x "$bin" ] || die "cargo did not produce $bin"
 

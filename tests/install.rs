@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_koji-adjutant");
+const FULL_BIN: &str = env!("CARGO_BIN_EXE_koji-adjutant-full");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn make(args: &[&str], vars: &[(&str, &Path)]) -> std::process::Output {
     let mut c = Command::new("make");
     c.arg("-C").arg(ROOT).arg("--no-print-directory").args(args);
     c.arg(format!("BIN={BIN}"));
+    c.arg(format!("FULL_BIN={FULL_BIN}"));
     for (k, v) in vars {
         c.arg(format!("{k}={}", v.display()));
     }
@@ -61,6 +63,7 @@ fn make_install_into_destdir_and_uninstall() {
     let files = tree(&dest);
     for f in [
         "usr/bin/koji-adjutant",
+        "usr/libexec/koji-adjutant/koji-adjutant-full",
         "usr/sbin/kojid",
         "usr/lib/systemd/system/koji-adjutant.service",
         "usr/lib/sysusers.d/koji-adjutant.conf",
@@ -84,6 +87,7 @@ fn make_install_into_destdir_and_uninstall() {
             [
                 "usr/bin/",
                 "usr/sbin/",
+                "usr/libexec/koji-adjutant/",
                 "usr/lib/",
                 "usr/share/doc/koji-adjutant/",
                 "etc/kojid/"
@@ -101,9 +105,31 @@ fn make_install_into_destdir_and_uninstall() {
         std::fs::read(BIN).unwrap(),
         "the installed binary is not the one built"
     );
-    let out = Command::new(&bin).arg("--version").output().unwrap();
-    assert!(out.status.success());
+    let full = dest.join("usr/libexec/koji-adjutant/koji-adjutant-full");
+    assert_eq!(mode(&full), 0o755);
+    assert_eq!(
+        std::fs::read(&full).unwrap(),
+        std::fs::read(FULL_BIN).unwrap(),
+        "the installed full program is not the one built"
+    );
+    // --version is the full program's: the installed front finds it in ../libexec
+    let out = Command::new(&bin)
+        .arg("--version")
+        .env_remove("KOJI_ADJUTANT_FULL")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("koji-adjutant "));
+    // and without it, the front says what is missing and where it looked
+    std::fs::rename(&full, full.with_extension("moved")).unwrap();
+    let out = Command::new(&bin).arg("image").arg("ls").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("koji-adjutant-full is missing") && err.contains("libexec/koji-adjutant"),
+        "{err}"
+    );
+    std::fs::rename(full.with_extension("moved"), &full).unwrap();
     // kojid: a symlink to the binary's final place (not into DESTDIR)
     assert_eq!(
         std::fs::read_link(dest.join("usr/sbin/kojid")).unwrap(),

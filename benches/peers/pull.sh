@@ -23,7 +23,7 @@ if [ -z "${KOJI_ADJUTANT_TEST_REGISTRY:-}" ]; then
   started=1
 fi
 reg=$KOJI_ADJUTANT_TEST_REGISTRY
-(cd "$repo" && cargo build -q --profile bench --bin koji-adjutant)
+(cd "$repo" && cargo build -q --profile bench --bin koji-adjutant --bin koji-adjutant-full)
 ka=$target/release/koji-adjutant
 [ -x "$ka" ] || ka=$target/bench/koji-adjutant
 

@@ -44,7 +44,7 @@ IMAGE=localhost/buildroot:latest
 mkdir -p "$(dirname "$OUT")"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-    (cd "$HERE" && cargo build --release --locked --bin koji-adjutant >&2)
+    (cd "$HERE" && cargo build --release --locked --bin koji-adjutant --bin koji-adjutant-full >&2)
 fi
 [ -x "$KA_BIN" ] || { echo "rpmbuild.sh: no binary at $KA_BIN" >&2; exit 2; }
 FIX=$("$HERE/tests/fixtures/make-fixtures.sh" --rpmroot)

@@ -42,7 +42,7 @@ KA_BIN=${KA_BIN:-$TARGET/release/koji-adjutant}
 mkdir -p "$(dirname "$OUT")"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-    (cd "$HERE" && cargo build --release --bin koji-adjutant >&2)
+    (cd "$HERE" && cargo build --release --bin koji-adjutant --bin koji-adjutant-full >&2)
 fi
 [ -x "$KA_BIN" ] || { echo "start.sh: no binary at $KA_BIN" >&2; exit 2; }
 

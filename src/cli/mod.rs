@@ -1,5 +1,7 @@
 //! Command-line interface. `koji-adjutant <subcommand>`; invoked under the name
-//! `kojid` it behaves as `koji-adjutant daemon`.
+//! `kojid` it behaves as `koji-adjutant daemon`. Two binaries share it: the small
+//! `koji-adjutant` front, which runs `run` itself and executes the full program
+//! `koji-adjutant-full` for everything else ([`front`]), and the full program ([`main`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod check;
 pub mod daemon;
+pub mod front;
 pub mod image;
 mod progress;
 pub mod rebuild;
@@ -68,7 +71,8 @@ pub enum Command {
 
 pub use image::ImageCommand;
 
-/// Entry point of the binary.
+/// Entry point of the full program (`koji-adjutant-full`; the `koji-adjutant` front
+/// hands it every command but a plain `run`, see [`front`]).
 pub fn main() -> ExitCode {
     let args = kojid_argv(std::env::args_os().collect());
     let cli = match Cli::try_parse_from(args) {
@@ -105,7 +109,7 @@ pub fn main() -> ExitCode {
 /// milliseconds and every one counts).
 fn init_logging(filter: Option<&str>) {
     let Some(filter) = filter else {
-        let _ = tracing::subscriber::set_global_default(Warnings);
+        quiet_logging();
         return;
     };
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
@@ -115,6 +119,11 @@ fn init_logging(filter: Option<&str>) {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
+}
+
+/// The default: warnings and errors on stderr, through [`Warnings`].
+fn quiet_logging() {
+    let _ = tracing::subscriber::set_global_default(Warnings);
 }
 
 /// A minimal subscriber: WARN and ERROR events as `LEVEL target: message k=v` lines.

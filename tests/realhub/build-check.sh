@@ -34,7 +34,7 @@ if [ "$buildroot" = host ]; then
     (cd "$repo" && cargo build -q --example hostbuild_daemon) || exit 2
     daemon=("$CARGO_TARGET_DIR/debug/examples/hostbuild_daemon" -c "$work/kojid.conf")
 else
-    (cd "$repo" && cargo build -q --bin koji-adjutant) || exit 2
+    (cd "$repo" && cargo build -q --bin koji-adjutant --bin koji-adjutant-full) || exit 2
     bin=$CARGO_TARGET_DIR/debug/koji-adjutant
     rpmroot=$("$repo/tests/fixtures/make-fixtures.sh" --rpmroot)/oci/rpmroot || exit 2
     "$bin" image import --quiet --root "$work/store" "oci:$rpmroot:latest" localhost/buildroot:latest \

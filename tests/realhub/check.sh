@@ -21,7 +21,7 @@ cleanup() { [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null; wait 2
 trap cleanup EXIT
 
 "$realhub" status >/dev/null || { echo "realhub is not up"; exit 2; }
-(cd "$repo" && cargo build -q --bin koji-adjutant --example hubcheck) || exit 2
+(cd "$repo" && cargo build -q --bin koji-adjutant --bin koji-adjutant-full --example hubcheck) || exit 2
 bin=$CARGO_TARGET_DIR/debug/koji-adjutant
 hubcheck=$CARGO_TARGET_DIR/debug/examples/hubcheck
 

@@ -28,7 +28,7 @@ trap cleanup EXIT
 for t in dnf createrepo_c mergerepo_c curl jq; do
   command -v $t >/dev/null || { echo "repos.sh: $t is missing (apt-get install dnf createrepo-c curl jq)"; exit 2; }
 done
-(cd "$repo" && cargo build -q --bin koji-adjutant) || exit 2
+(cd "$repo" && cargo build -q --bin koji-adjutant --bin koji-adjutant-full) || exit 2
 bin=$CARGO_TARGET_DIR/debug/koji-adjutant
 fx=${KOJI_ADJUTANT_FIXTURES:-$("$repo/tests/fixtures/make-fixtures.sh")}
 tag=dist-build base=dist-base nvr=koji-only-dep-1.0-1
