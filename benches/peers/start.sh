@@ -132,6 +132,10 @@ hyperfine -N --warmup 5 --runs $PODMAN_RUNS --export-json $WORK/podman-exec.json
 $PODMAN rm -f \$cid >/dev/null
 EOF
 chmod +x "$WORK/hyperfine.sh"
+# Let the writeback of what was just built, pulled and unpacked settle first: the first
+# command timed otherwise pays for it.
+sync
+sleep 3
 unshare -m --propagation private "$WORK/hyperfine.sh" >&2
 
 EXEC_CID=$(cat "$WORK/exec-cid" 2>/dev/null || true)
