@@ -98,20 +98,20 @@ fn make_install_into_destdir_and_uninstall() {
         );
     }
 
-    let bin = dest.join("usr/bin/koji-adjutant");
-    assert_eq!(mode(&bin), 0o755);
-    assert_eq!(
-        std::fs::read(&bin).unwrap(),
-        std::fs::read(BIN).unwrap(),
-        "the installed binary is not the one built"
-    );
-    let full = dest.join("usr/libexec/koji-adjutant/koji-adjutant-full");
-    assert_eq!(mode(&full), 0o755);
-    assert_eq!(
-        std::fs::read(&full).unwrap(),
-        std::fs::read(FULL_BIN).unwrap(),
-        "the installed full program is not the one built"
-    );
+    // Both binaries, executable, as built.
+    let [bin, full] = [
+        ("usr/bin/koji-adjutant", BIN),
+        ("usr/libexec/koji-adjutant/koji-adjutant-full", FULL_BIN),
+    ]
+    .map(|(installed, built)| {
+        let p = dest.join(installed);
+        assert_eq!(mode(&p), 0o755, "{installed}");
+        assert!(
+            std::fs::read(&p).unwrap() == std::fs::read(built).unwrap(),
+            "{installed} is not the binary built ({built})"
+        );
+        p
+    });
     // --version is the full program's: the installed front finds it in ../libexec
     let out = Command::new(&bin)
         .arg("--version")
