@@ -17,7 +17,7 @@ use koji_adjutant::hub::taskrelpath;
 use koji_adjutant::xmlrpc::Value;
 use support::buildhost::{fixture, make_srpm, BuildHost};
 use support::fakebuilds::BR_EXPIRED;
-use support::fakehub::{CANCELED, CLOSED, FAILED, OPEN};
+use support::fakehub::{Action, CANCELED, CLOSED, FAILED, OPEN};
 use support::leaks::{containers, leftovers, procs_with, ContainerWatch};
 use support::ociregistry::OciRegistry;
 
@@ -92,6 +92,17 @@ async fn wait_clean(
     assert_clean(h, seen, marker);
 }
 
+/// The hub's buildroot of task `t`.
+fn buildroot_of(h: &BuildHost, t: i64) -> i64 {
+    h.e.hub.with(|s| {
+        s.buildroots
+            .values()
+            .find(|b| b.task_id == Some(t))
+            .map(|b| b.id)
+            .expect("the task has a buildroot on the hub")
+    })
+}
+
 fn exclusive_sessions(h: &BuildHost) -> Vec<(i64, bool)> {
     h.e.hub.with(|s| {
         s.sessions
@@ -130,13 +141,7 @@ async fn sigkill_mid_build_then_restart_frees_sweeps_and_takes_the_lock() {
     })
     .await;
     assert_eq!(h.e.hub.task(t).state, OPEN);
-    let first_br = h.e.hub.with(|s| {
-        s.buildroots
-            .values()
-            .find(|b| b.task_id == Some(t))
-            .map(|b| b.id)
-            .expect("the first run registered a buildroot")
-    });
+    let first_br = buildroot_of(&h, t);
 
     // the dead daemon's task directory (sources, buildroot build dir) is still there
     let taskdir = h.workdir().join(taskrelpath(t));
@@ -197,12 +202,27 @@ async fn sigterm_mid_build_frees_the_task_and_leaves_nothing() {
         !procs_with(marker).is_empty()
     })
     .await;
+    let br = buildroot_of(&h, t);
+    // A slow hub: the task's own `setBuildRootState(EXPIRED)` hangs past the cancel
+    // grace (the task is aborted), and so does the first background retry.
+    h.e.hub.inject(
+        "host.setBuildRootState",
+        2,
+        Action::Hang(Duration::from_secs(4)),
+    );
     let st = h.daemon().term().expect("daemon exit status");
     h.d = None;
     assert_eq!(st.code(), Some(0), "{}", h.log_text());
     // kojid's shutdown: the task freed, the host not ready, logged out
     assert_eq!(h.e.hub.task(t).state, support::fakehub::FREE);
     assert!(!h.e.hub.with(|s| s.hosts[&1].ready));
+    // and its buildroot expired before the daemon exited (not left to the next start)
+    assert_eq!(
+        h.e.hub.with(|s| s.buildroots[&br].state),
+        BR_EXPIRED,
+        "{}",
+        h.log_text()
+    );
     // and nothing left once the process is gone — not even for a sweep to find
     assert_clean(&h, &watch.seen(), Some(marker));
 }
@@ -222,13 +242,7 @@ async fn koji_cancel_during_the_build_step_leaves_nothing() {
     let watch = ContainerWatch::start(&h.store());
     let t = h.build_arch(&rel, repo);
     wait_long("the build step runs", 300, || procs_with(marker).len() >= 2).await;
-    let br = h.e.hub.with(|s| {
-        s.buildroots
-            .values()
-            .find(|b| b.task_id == Some(t))
-            .map(|b| b.id)
-            .unwrap()
-    });
+    let br = buildroot_of(&h, t);
     let t0 = Instant::now();
     h.e.hub.cancel(t);
     assert_eq!(h.e.hub.task(t).state, CANCELED);

@@ -1221,21 +1221,38 @@ impl Inner {
 
     /// A fresh `%_topdir`.
     async fn reset_topdir(&mut self) -> Result<(), BuildrootError> {
+        self.root_step(
+            "build.log",
+            vec!["/bin/sh".into(), format!("{CONF_DIR}/reset.sh")],
+            "resetting /builddir/build",
+        )
+        .await
+    }
+
+    /// A maintenance command as root without network (ten minutes at most) that must
+    /// succeed: a failure is a buildroot error naming `what` and the log to read.
+    async fn root_step(
+        &self,
+        log: &str,
+        argv: Vec<String>,
+        what: &str,
+    ) -> Result<(), BuildrootError> {
+        const LIMIT: Duration = Duration::from_secs(600);
         let st = self
             .step(Step {
-                log: "build.log",
-                argv: vec!["/bin/sh".into(), format!("{CONF_DIR}/reset.sh")],
+                log,
+                argv,
                 who: As::Root,
                 cwd: "/",
                 network: Network::None,
-                timeout: Some(Duration::from_secs(600)),
+                timeout: Some(LIMIT),
                 stdout: None,
             })
             .await?;
         if !st.success() {
             return Err(BuildrootError::Config(format!(
-                "resetting /builddir/build {}; see build.log",
-                exit_words(&st, Duration::from_secs(600))
+                "{what} {}; see {log}",
+                exit_words(&st, LIMIT)
             )));
         }
         Ok(())
@@ -1774,30 +1791,18 @@ impl Inner {
                 .await
                 .map_err(|e| BuildrootError::Config(format!("chown task: {e}")))?;
         }
-        let st = self
-            .step(Step {
-                log: "root.log",
-                argv: vec![
-                    "chown".into(),
-                    "-R".into(),
-                    "-h".into(),
-                    format!("{MOCKBUILD_UID}:{MOCK_GID}"),
-                    inside.clone(),
-                ],
-                who: As::Root,
-                cwd: "/",
-                network: Network::None,
-                timeout: Some(Duration::from_secs(600)),
-                stdout: None,
-            })
-            .await?;
-        if !st.success() {
-            return Err(BuildrootError::Config(format!(
-                "chown of {inside} to mockbuild {}; see root.log",
-                exit_words(&st, Duration::from_secs(600))
-            )));
-        }
-        Ok(())
+        self.root_step(
+            "root.log",
+            vec![
+                "chown".into(),
+                "-R".into(),
+                "-h".into(),
+                format!("{MOCKBUILD_UID}:{MOCK_GID}"),
+                inside.clone(),
+            ],
+            &format!("chown of {inside} to mockbuild"),
+        )
+        .await
     }
 
     async fn destroy_now(&mut self) {

@@ -26,6 +26,8 @@ use crate::xmlrpc::{decode_call, encode_fault_response, encode_response, Fault, 
 
 /// How long a canceled task gets to stop by itself before it is aborted.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(3);
+/// How long a shutdown waits for the stopped tasks' buildroots to be expired on the hub.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(15);
 
 /// Why the loop must stop.
 #[derive(Debug)]
@@ -279,9 +281,15 @@ impl TaskManager {
     /// Stop a task: cancel its token, give it [`CANCEL_GRACE`] to stop (handlers
     /// kill their processes and containers), then abort it; close its subsession.
     pub async fn kill_task(&mut self, id: i64, phase: TaskPhase, why: &str) {
-        let Some(mut r) = self.running.remove(&id) else {
-            return;
-        };
+        if let Some(sub) = self.stop_task(id, phase, why).await {
+            self.logout_child(id, sub).await;
+        }
+    }
+
+    /// [`Self::kill_task`] without closing the subsession: returns it (`Some(None)`
+    /// for a task without one; `None` when the task was not running).
+    async fn stop_task(&mut self, id: i64, phase: TaskPhase, why: &str) -> Option<Option<i64>> {
+        let mut r = self.running.remove(&id)?;
         // recorded first, so the status says why rather than the handler's "canceled"
         self.registry.task_finished(id, phase, Some(why.to_owned()));
         r.cancel.cancel();
@@ -297,8 +305,8 @@ impl TaskManager {
             r.handle.abort();
             let _ = r.handle.await;
         }
-        self.logout_child(id, r.subsession_id).await;
         self.hub_tasks.remove(&id);
+        Some(r.subsession_id)
     }
 
     /// kojid checks `minspace` on `mockdir`, where mock keeps its buildroots. Ours
@@ -656,9 +664,31 @@ impl TaskManager {
     /// kojid `shutdown`: kill our tasks, free them, report not ready.
     pub async fn shutdown(&mut self) {
         let ids = self.running_ids();
+        let mut subsessions = Vec::new();
         for id in &ids {
-            self.kill_task(*id, TaskPhase::Freed, "daemon shutting down")
-                .await;
+            if let Some(sub) = self
+                .stop_task(*id, TaskPhase::Freed, "daemon shutting down")
+                .await
+            {
+                subsessions.push((*id, sub));
+            }
+        }
+        // The stopped tasks' buildroots are being expired in the background, with the
+        // tasks' subsessions: let that reach the hub before they are closed.
+        let expiries = crate::tasks::broot::pending_expiries();
+        expiries.close();
+        if tokio::time::timeout(EXPIRY_GRACE, expiries.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                pending = expiries.len(),
+                "buildroots not expired on the hub in time (the next start expires them)"
+            );
+        }
+        expiries.reopen();
+        for (id, sub) in subsessions {
+            self.logout_child(id, sub).await;
         }
         let mut free: Vec<i64> = ids;
         free.extend(self.hub_tasks.keys().copied());

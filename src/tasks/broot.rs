@@ -290,7 +290,8 @@ impl HubBuildroot {
 
 impl Drop for HubBuildroot {
     /// A buildroot whose task ended without expiring it (an error path, or the task
-    /// future dropped on cancellation) is expired in the background; the daemon's
+    /// future dropped on cancellation) is expired in the background, tracked by
+    /// [`pending_expiries`] so that a daemon shutting down waits for it; the daemon's
     /// `update_buildroots` catches any that this misses.
     fn drop(&mut self) {
         if self.expired {
@@ -298,13 +299,24 @@ impl Drop for HubBuildroot {
         }
         let (s, id, task) = (self.session.clone(), self.id, self.task_id);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                if let Err(e) = s.host_set_buildroot_state_named(id, "EXPIRED", task).await {
-                    warn!(buildroot = id, error = %e, "could not expire the buildroot");
-                }
-            });
+            pending_expiries().spawn_on(
+                async move {
+                    if let Err(e) = s.host_set_buildroot_state_named(id, "EXPIRED", task).await {
+                        warn!(buildroot = id, error = %e, "could not expire the buildroot");
+                    }
+                },
+                &rt,
+            );
         }
     }
+}
+
+/// Buildroot expiries running in the background (see `Drop for HubBuildroot`): the
+/// daemon's shutdown waits for them (bounded) after stopping its tasks, so a SIGTERM
+/// leaves no buildroot of this host open on the hub.
+pub fn pending_expiries() -> &'static tokio_util::task::TaskTracker {
+    static TRACKER: std::sync::OnceLock<tokio_util::task::TaskTracker> = std::sync::OnceLock::new();
+    TRACKER.get_or_init(tokio_util::task::TaskTracker::new)
 }
 
 /// Uploads every `*.log` of a directory while it grows (kojid's `BuildRootLogs`):

@@ -5,6 +5,7 @@
 //!   `KOJI_ADJUTANT_FIXTURES` when set (tests/run.sh sets it), otherwise built or found by
 //!   running the script once per process.
 //! - [`test_registry`]: the local registry started by `tests/registry.sh` (`host:port`).
+//! - [`replay_fuzz_regressions`]: the committed inputs a fuzzer found, through a check.
 //! - [`as_test_user`] / [`run_as_test_user`]: run a test's body as the unprivileged
 //!   `adjutant-test` user (uid/gid 4242, subordinate ids 300000+65536) by re-executing the test
 //!   binary under `setpriv`.
@@ -249,4 +250,37 @@ fn check_child(test_name: &str, exe: &Path, out: &Output) {
             format!("failed: {}", out.status)
         }
     );
+}
+
+/// Run `check` on every committed input of fuzz target `target` (the files of
+/// `<crate>/tests/data/fuzz-regressions/<target>/`, in name order; `crate_dir` is the
+/// crate's `CARGO_MANIFEST_DIR`), naming the input that fails. Returns how many ran.
+pub fn replay_fuzz_regressions(
+    crate_dir: &Path,
+    target: &str,
+    mut check: impl FnMut(&[u8]),
+) -> usize {
+    let dir = crate_dir.join("tests/data/fuzz-regressions").join(target);
+    let mut all: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n != ".gitkeep"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    all.sort();
+    for (name, data) in &all {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(data)));
+        if let Err(e) = r {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            panic!("{target}/{name}: {msg}");
+        }
+    }
+    all.len()
 }
