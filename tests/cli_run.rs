@@ -493,3 +493,27 @@ fn helper_subcommands_are_not_for_people() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn run_security_opt_seccomp() {
+    both(|| {
+        let env = Env::new();
+        // accepted (the filter itself is tested in runtime/tests/containers.rs)
+        let out = env
+            .cmd(&["--rm", "--security-opt", "seccomp=unconfined", "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        // anything else is refused, saying what is supported
+        let out = env
+            .cmd(&["--rm", "--security-opt", "label=disable", "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            text(&out.stderr).contains("unsupported --security-opt \"label=disable\""),
+            "{}",
+            text(&out.stderr)
+        );
+    });
+}

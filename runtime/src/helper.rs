@@ -21,6 +21,9 @@ pub fn dispatch() {
         Some("launch") => crate::container::launch::helper_main(),
         Some("exec") => crate::container::exec::helper_main(),
         Some("userns") => crate::userns::job_main(),
+        // The default seccomp filter as raw BPF (`struct sock_filter[]`) on stdout, for
+        // tools that take one (`bwrap --seccomp FD`; benches/peers/start.sh).
+        Some("seccomp-bpf") => crate::seccomp::write_default_bpf(&mut std::io::stdout()),
         other => {
             eprintln!("{HELPER_ARG}: unknown helper {other:?}");
             2

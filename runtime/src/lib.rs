@@ -24,6 +24,7 @@ pub mod probe;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod seccomp;
 pub mod store;
 pub mod sys;
 pub mod userns;

@@ -908,3 +908,36 @@ both!(
     daemon_death_kills_containers_and_sweep_cleans,
     daemon_death_body
 );
+
+// ---------------------------------------------------------------------------------------
+// The default seccomp filter: keyctl (the kernel keyring is not namespaced) is refused
+// with EPERM; `Seccomp::Unconfined` lifts it.
+
+async fn seccomp_default_filter_body() {
+    let env = Env::new();
+    let mut spec = env.spec();
+    // The host's perl, read-only, over the busybox image: it can make any system call.
+    spec.mounts = vec![BindMount::new("/usr", "/usr", true)];
+    let c = env.rt.create(spec).await.unwrap();
+    // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, create=0)
+    let script = format!(
+        "/usr/bin/perl -e 'my $r = syscall({}, 0, -3, 0); print $r, \" \", $!+0, \"\\n\"'",
+        libc::SYS_keyctl
+    );
+    let (code, out, err) = sh(&c, &script).await;
+    assert_eq!((code, out.as_str()), (0, "-1 1\n"), "filtered: {err}");
+    let (code, out, err) = sh_with(&c, &script, |s| {
+        s.process.seccomp = adjutant_runtime::seccomp::Seccomp::Unconfined
+    })
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.ends_with(" 1\n"),
+        "keyctl refused without the filter: {out:?}"
+    );
+    // an ordinary program is unaffected
+    let (code, out, _) = sh(&c, "/usr/bin/perl -e 'print $$ > 0 ? \"ok\" : \"no\"'").await;
+    assert_eq!((code, out.as_str()), (0, "ok"));
+    c.destroy().await.unwrap();
+}
+both!(seccomp_default_filter, seccomp_default_filter_body);

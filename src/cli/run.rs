@@ -16,6 +16,7 @@ use adjutant_runtime::container::{
     DEFAULT_PATH,
 };
 use adjutant_runtime::reference::ImageSource;
+use adjutant_runtime::seccomp::Seccomp;
 use adjutant_runtime::store::{default_name, ErrorClass, Store};
 use adjutant_runtime::userns;
 use anyhow::{anyhow, bail, Context, Result};
@@ -59,6 +60,10 @@ pub struct RunArgs {
     /// Container hostname (default: the start of the container id).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// Security options as podman takes them: only `seccomp=unconfined` (no seccomp
+    /// filter; by default a short deny list applies, see docs/security.md).
+    #[arg(long = "security-opt", value_name = "seccomp=unconfined")]
+    pub security_opt: Vec<String>,
     /// Use a prepared root filesystem directory (kept read-only, as the single layer)
     /// instead of an image; all arguments are then the command.
     #[arg(long, value_name = "DIR")]
@@ -195,6 +200,12 @@ fn run(root: PathBuf, args: RunArgs) -> Result<u8> {
         .or(image.workdir.clone())
         .unwrap_or_else(|| "/".into());
     process.user = user.user;
+    for o in &args.security_opt {
+        match o.as_str() {
+            "seccomp=unconfined" => process.seccomp = Seccomp::Unconfined,
+            _ => bail!("unsupported --security-opt {o:?} (supported: seccomp=unconfined)"),
+        }
+    }
 
     let outcome = run_foreground(&cfg, &spec, process, args.rm)?;
     if let Some(why) = &outcome.limits_unavailable {

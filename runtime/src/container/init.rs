@@ -24,6 +24,7 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Pid, Uid};
 
 use crate::container::launch::LaunchConfig;
 use crate::container::{mounts, network, process, rootfs};
+use crate::seccomp::{self, Seccomp};
 use crate::sys;
 use crate::userns;
 
@@ -51,6 +52,19 @@ pub fn main(cfg: &LaunchConfig, go: OwnedFd, ready: OwnedFd, lifeline: BorrowedF
     } else {
         Ok(())
     };
+    // Run mode: the command's seccomp filter is installed here, on pid 1 (which needs
+    // none of the calls it denies), while the parent writes the maps; the command
+    // inherits it. Installing a filter costs ~0.1 ms of kernel time (the JIT) on this
+    // path, the critical one. Allowed without no_new_privs: we hold CAP_SYS_ADMIN in
+    // our user namespace.
+    let filtered = match &cfg.process {
+        Some(p) if p.seccomp == Seccomp::Default => Some(
+            seccomp::default_filter()
+                .and_then(|prog| seccomp::install(&prog))
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
     // Wait until the parent has written the id maps and placed us in the cgroup.
     let mut b = [0u8; 1];
     loop {
@@ -63,6 +77,7 @@ pub fn main(cfg: &LaunchConfig, go: OwnedFd, ready: OwnedFd, lifeline: BorrowedF
     }
     match lo
         .map_err(|e| format!("bringing up lo: {e}"))
+        .and_then(|()| filtered.transpose().map(|_| ()))
         .and_then(|()| setup(cfg, lifeline, &ready, &go))
     {
         Ok((sfd, main_child)) => {
@@ -237,7 +252,10 @@ fn setup(
         Some(spec) => {
             // posix_spawn-style: the command's process shares our memory until its
             // execve (no page tables copied, no copy-on-write faults).
-            let mut run = || match process::exec(spec, setgroups_ok) {
+            // The filter installed above is inherited: not a second one.
+            let mut spec = spec.clone();
+            spec.seccomp = Seccomp::Unconfined;
+            let mut run = || match process::exec(&spec, setgroups_ok) {
                 Err(f) => process::exit_with(&f, None),
                 Ok(never) => match never {},
             };

@@ -1,5 +1,6 @@
 //! The last steps before a container process runs its program: signals, umask,
-//! rlimits, capabilities, groups, uid/gid, `no_new_privs`, cwd, environment, `execve`.
+//! rlimits, capabilities, groups, uid/gid, `no_new_privs`, the seccomp filter, cwd,
+//! environment, `execve`.
 //!
 //! Runs in a freshly forked child that is already inside the container (pid 1's child
 //! in `run` mode, the exec helper's child for steps).
@@ -16,6 +17,7 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 
 use crate::caps;
 use crate::container::spec::{ProcessSpec, DEFAULT_PATH};
+use crate::seccomp::{self, Seccomp};
 
 /// Why the program could not be started, with the exit code a shell would use.
 #[derive(Debug, Clone)]
@@ -83,6 +85,11 @@ pub fn exec(spec: &ProcessSpec, can_setgroups: bool) -> Result<Infallible, Start
         )
     })?;
     caps::finish(&keep).map_err(|e| fail(125, e.to_string()))?;
+    // Last: after no_new_privs (set by caps::finish), before execve.
+    if spec.seccomp == Seccomp::Default {
+        let prog = seccomp::default_filter().map_err(|e| fail(125, e.to_string()))?;
+        seccomp::install(&prog).map_err(|e| fail(125, e.to_string()))?;
+    }
 
     let cwd = if spec.cwd.is_empty() {
         "/"

@@ -188,6 +188,9 @@ pub struct ProcessSpec {
     /// Capability names (`CAP_CHOWN` or `chown`) the step keeps; `None` is the
     /// documented default set ([`crate::caps::DEFAULT_CAPS`]).
     pub capabilities: Option<Vec<String>>,
+    /// The default seccomp filter ([`crate::seccomp`]), or none.
+    #[serde(default)]
+    pub seccomp: crate::seccomp::Seccomp,
 }
 
 impl ProcessSpec {
@@ -200,6 +203,7 @@ impl ProcessSpec {
             umask: 0o022,
             rlimits: Vec::new(),
             capabilities: None,
+            seccomp: crate::seccomp::Seccomp::Default,
         }
     }
 }
