@@ -223,6 +223,7 @@ mod tests {
             env: Default::default(),
             dnf: DnfOptions::default(),
             build_network: false,
+            seccomp: true,
             mounts: vec![],
             limits: Default::default(),
             build_timeout: Duration::from_secs(1),

@@ -104,6 +104,8 @@ pub struct BuildrootRequest {
     pub dnf: DnfOptions,
     /// Build steps use the host network (install steps always do).
     pub build_network: bool,
+    /// Steps get the runtime's default seccomp filter (`[adjutant] seccomp`).
+    pub seccomp: bool,
     /// Extra bind mounts (kojid.conf `[adjutant] mounts`, `/credentials`).
     pub mounts: Vec<BindMount>,
     /// cgroup limits of the buildroot's containers.
@@ -332,6 +334,7 @@ impl BuildrootRequest {
             env,
             dnf,
             build_network,
+            seccomp: cfg.adjutant.seccomp,
             mounts,
             limits,
             build_timeout: if timeout == 0 {
@@ -389,6 +392,11 @@ mod tests {
     fn build_network(default: NetworkDefault, extra: Option<Value>, scm: bool) -> bool {
         let mut cfg = Config::defaults();
         cfg.adjutant.network_default = default;
+        request(&cfg, extra, scm).build_network
+    }
+
+    /// The request for a tag with `extra` (the build network key), SCM or not.
+    fn request(cfg: &Config, extra: Option<Value>, scm: bool) -> BuildrootRequest {
         let mut ex = Vec::new();
         if let Some(v) = extra {
             ex.push((BUILD_NETWORK_KEY, v));
@@ -398,8 +406,8 @@ mod tests {
             ("extra", Value::struct_from(ex)),
         ]);
         let repo = Value::struct_from([("id", Value::Int(9))]);
-        let req = BuildrootRequest::for_koji(
-            &cfg,
+        BuildrootRequest::for_koji(
+            cfg,
             Resolution {
                 image: "img".into(),
                 source: ImageSource::Default,
@@ -419,8 +427,15 @@ mod tests {
                 workdir: "/tmp/w".into(),
             },
         )
-        .unwrap();
-        req.build_network
+        .unwrap()
+    }
+
+    #[test]
+    fn seccomp_follows_the_host_setting() {
+        let mut cfg = Config::defaults();
+        assert!(request(&cfg, None, false).seccomp);
+        cfg.adjutant.seccomp = false;
+        assert!(!request(&cfg, None, false).seccomp);
     }
 
     #[test]

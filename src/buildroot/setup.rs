@@ -603,6 +603,9 @@ async fn run_step(
     };
     logs.command(s.log, &s.argv, who, net);
     let mut p = ProcessSpec::new(s.argv.clone());
+    if !req.seccomp {
+        p.seccomp = adjutant_runtime::seccomp::Seccomp::Unconfined;
+    }
     p.env = step_env(req, s.who, c.hostname());
     p.cwd = s.cwd.to_owned();
     if s.who == As::Mockbuild {

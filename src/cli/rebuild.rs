@@ -327,6 +327,7 @@ async fn run(root: PathBuf, args: RebuildArgs) -> ExitCode {
         dnf: DnfOptions::default(),
         build_network: args.network
             || cfg.adjutant.network_default == crate::config::NetworkDefault::Host,
+        seccomp: cfg.adjutant.seccomp,
         mounts: Vec::new(),
         limits: adjutant_runtime::container::Limits {
             memory: cfg.adjutant.memory_limit.map(|b| b.0),

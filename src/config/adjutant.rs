@@ -23,6 +23,7 @@ config_keys! {
         store_root: Option<PathBuf> = None, "/var/lib/koji-adjutant (root), $XDG_DATA_HOME/koji-adjutant", "Image and container store (also `--root`, `KOJI_ADJUTANT_ROOT`).";
         id_mapping: IdMappingSetting = IdMappingSetting::Auto, "auto", "Subordinate ids of containers: `auto` (root: 0..65536 → 100000..165536; rootless: /etc/subuid) or `BASE:COUNT`.";
         network_default: NetworkDefault = NetworkDefault::None, "none", "Network of build steps: `none` (loopback only; installs still use the host network) or `host` (prototype: `network_enabled`).";
+        seccomp: bool = true, "True", "Give buildroot steps the default seccomp deny list (kernel keyring, BPF, perf events, userfaultfd, io_uring, …; docs/security.md); False: none, for packages whose tests need those calls.";
         memory_limit: Option<Bytes> = None, "None", "Memory limit per buildroot, e.g. `8G`.";
         max_log_size: Bytes = Bytes(1 << 30), "1G", "Most bytes a buildroot log (`build.log`, `root.log`) may hold; a build's output beyond it is discarded, with a note at the end of the log and in `mock_output.log` (0: no limit).";
         pids_limit: Option<u64> = None, "None", "Process limit per buildroot.";

@@ -118,6 +118,7 @@ impl Env {
             env: BTreeMap::new(),
             dnf: DnfOptions::default(),
             build_network: false,
+            seccomp: true,
             mounts: vec![],
             limits: Default::default(),
             build_timeout: Duration::from_secs(600),
