@@ -92,6 +92,29 @@ async fn wait_clean(
     assert_clean(h, seen, marker);
 }
 
+/// A started build host whose buildArch of an SRPM with `build` as its `%build` has
+/// reached the build step (`procs` processes mention `marker`); the container watch
+/// started before it; the task.
+async fn a_running_build(
+    name: &str,
+    build: &str,
+    marker: &str,
+    procs: usize,
+) -> (BuildHost, ContainerWatch, i64) {
+    let mut h = BuildHost::new("").await;
+    h.start();
+    let repo = h.repo().await;
+    let srpm = make_srpm(h.e.dir.path(), name, build);
+    let rel = h.e.upload_srpm(&srpm);
+    let watch = ContainerWatch::start(&h.store());
+    let t = h.build_arch(&rel, repo);
+    wait_long("the build step runs", 300, || {
+        procs_with(marker).len() >= procs
+    })
+    .await;
+    (h, watch, t)
+}
+
 /// The hub's buildroot of task `t`.
 fn buildroot_of(h: &BuildHost, t: i64) -> i64 {
     h.e.hub.with(|s| {
@@ -115,18 +138,9 @@ fn exclusive_sessions(h: &BuildHost) -> Vec<(i64, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_build_then_restart_frees_sweeps_and_takes_the_lock() {
-    let mut h = BuildHost::new("").await;
-    h.start();
-    let repo = h.repo().await;
     let marker = "7.31415";
-    let srpm = make_srpm(h.e.dir.path(), "slow-build", &format!("sleep {marker}"));
-    let rel = h.e.upload_srpm(&srpm);
-    let watch = ContainerWatch::start(&h.store());
-    let t = h.build_arch(&rel, repo);
-    wait_long("the build step runs", 300, || {
-        !procs_with(marker).is_empty()
-    })
-    .await;
+    let (mut h, watch, t) =
+        a_running_build("slow-build", &format!("sleep {marker}"), marker, 1).await;
     let before_kill = containers(&h.store());
     assert!(!before_kill.is_empty());
     let sessions = exclusive_sessions(&h);
@@ -190,18 +204,8 @@ async fn sigkill_mid_build_then_restart_frees_sweeps_and_takes_the_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_build_frees_the_task_and_leaves_nothing() {
-    let mut h = BuildHost::new("").await;
-    h.start();
-    let repo = h.repo().await;
     let marker = "600.14142";
-    let srpm = make_srpm(h.e.dir.path(), "stopped", &format!("sleep {marker}"));
-    let rel = h.e.upload_srpm(&srpm);
-    let watch = ContainerWatch::start(&h.store());
-    let t = h.build_arch(&rel, repo);
-    wait_long("the build step runs", 300, || {
-        !procs_with(marker).is_empty()
-    })
-    .await;
+    let (mut h, watch, t) = a_running_build("stopped", &format!("sleep {marker}"), marker, 1).await;
     let br = buildroot_of(&h, t);
     // A slow hub: the task's own `setBuildRootState(EXPIRED)` hangs past the cancel
     // grace (the task is aborted), and so does the first background retry.
@@ -229,19 +233,14 @@ async fn sigterm_mid_build_frees_the_task_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn koji_cancel_during_the_build_step_leaves_nothing() {
-    let mut h = BuildHost::new("").await;
-    h.start();
-    let repo = h.repo().await;
     let marker = "600.27182";
-    let srpm = make_srpm(
-        h.e.dir.path(),
+    let (mut h, watch, t) = a_running_build(
         "never-ends",
         &format!("sleep {marker} & sleep {marker}\nwait"),
-    );
-    let rel = h.e.upload_srpm(&srpm);
-    let watch = ContainerWatch::start(&h.store());
-    let t = h.build_arch(&rel, repo);
-    wait_long("the build step runs", 300, || procs_with(marker).len() >= 2).await;
+        marker,
+        2,
+    )
+    .await;
     let br = buildroot_of(&h, t);
     let t0 = Instant::now();
     h.e.hub.cancel(t);

@@ -114,6 +114,11 @@ pub fn write_default_bpf(out: &mut impl std::io::Write) -> i32 {
     }
 }
 
+/// Compile and install the default filter on the calling thread (see [`install`]).
+pub fn install_default() -> Result<(), SeccompError> {
+    install(&default_filter()?)
+}
+
 /// Install `prog` on the calling thread (`no_new_privs` must be set, or the thread
 /// hold `CAP_SYS_ADMIN`).
 pub fn install(prog: &BpfProgram) -> Result<(), SeccompError> {

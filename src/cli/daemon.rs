@@ -230,12 +230,8 @@ fn install_signals(shutdown: CancellationToken, control: Arc<crate::daemon::Daem
 /// Replace this process with a fresh copy of itself, same arguments (kojid
 /// `os.execv(sys.argv[0], sys.argv)`).
 fn reexec() -> std::io::Error {
-    use std::os::unix::process::CommandExt;
-    let mut args = std::env::args_os();
-    let argv0 = args.next().unwrap_or_default();
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&argv0));
-    std::process::Command::new(exe)
-        .arg0(argv0)
-        .args(args)
-        .exec()
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let exe = std::env::current_exe()
+        .unwrap_or_else(|_| PathBuf::from(args.first().cloned().unwrap_or_default()));
+    super::exec_with_args(&exe, &args)
 }

@@ -12,14 +12,14 @@
 //! `--version`, `--log`, a usage error, the `kojid` name — goes to the full program,
 //! which has the complete CLI (including `run`).
 
-use std::ffi::{OsStr, OsString};
-use std::os::unix::process::CommandExt;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use super::{exit, run};
+use crate::repo::tool::is_executable;
 
 /// File name of the full program.
 pub const FULL_NAME: &str = "koji-adjutant-full";
@@ -57,11 +57,7 @@ enum FrontCommand {
 /// Where the command line goes: only `[--root DIR] run …` (global options before the
 /// subcommand) stays here.
 pub fn route(args: &[OsString]) -> Route {
-    let invoked_as_kojid = args
-        .first()
-        .and_then(|a| Path::new(a).file_name())
-        .is_some_and(|n| n == "kojid");
-    if invoked_as_kojid {
+    if super::invoked_as_kojid(args) {
         return Route::Full;
     }
     let mut it = args.iter().skip(1);
@@ -109,11 +105,6 @@ pub fn full_program(front: &Path) -> Result<PathBuf, Vec<PathBuf>> {
     Err(tried)
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// Entry point of the front binary (after the runtime helper dispatch).
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -144,14 +135,7 @@ fn exec_full(args: &[OsString]) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let argv0 = args
-        .first()
-        .map(OsString::as_os_str)
-        .unwrap_or(OsStr::new("koji-adjutant"));
-    let err = std::process::Command::new(&full)
-        .arg0(argv0)
-        .args(args.iter().skip(1))
-        .exec();
+    let err = super::exec_with_args(&full, args);
     eprintln!("koji-adjutant: executing {}: {err}", full.display());
     ExitCode::from(exit::FAILURE)
 }

@@ -182,14 +182,28 @@ impl tracing::Subscriber for Warnings {
 /// Invoked as `kojid` (e.g. a symlink, so an existing kojid.service works unchanged),
 /// behave as `koji-adjutant daemon`.
 pub fn kojid_argv(mut args: Vec<OsString>) -> Vec<OsString> {
-    let is_kojid = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "kojid");
-    if is_kojid {
+    if invoked_as_kojid(&args) {
         args.insert(1, OsString::from("daemon"));
     }
     args
+}
+
+/// Whether `argv[0]` names the program `kojid`.
+pub fn invoked_as_kojid(args: &[OsString]) -> bool {
+    args.first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "kojid")
+}
+
+/// Replace this process with `program`, run with `args` (`args[0]` as its `argv[0]`);
+/// returns only on failure.
+pub(crate) fn exec_with_args(program: &std::path::Path, args: &[OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(program);
+    if let Some(argv0) = args.first() {
+        cmd.arg0(argv0);
+    }
+    cmd.args(args.iter().skip(1)).exec()
 }
 
 #[cfg(test)]

@@ -208,7 +208,8 @@ impl HostRepoTool {
     }
 }
 
-fn is_executable(p: &Path) -> bool {
+/// A regular file with an execute bit.
+pub(crate) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

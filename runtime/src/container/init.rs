@@ -58,11 +58,9 @@ pub fn main(cfg: &LaunchConfig, go: OwnedFd, ready: OwnedFd, lifeline: BorrowedF
     // path, the critical one. Allowed without no_new_privs: we hold CAP_SYS_ADMIN in
     // our user namespace.
     let filtered = match &cfg.process {
-        Some(p) if p.seccomp == Seccomp::Default => Some(
-            seccomp::default_filter()
-                .and_then(|prog| seccomp::install(&prog))
-                .map_err(|e| e.to_string()),
-        ),
+        Some(p) if p.seccomp == Seccomp::Default => {
+            Some(seccomp::install_default().map_err(|e| e.to_string()))
+        }
         _ => None,
     };
     // Wait until the parent has written the id maps and placed us in the cgroup.

@@ -87,8 +87,7 @@ pub fn exec(spec: &ProcessSpec, can_setgroups: bool) -> Result<Infallible, Start
     caps::finish(&keep).map_err(|e| fail(125, e.to_string()))?;
     // Last: after no_new_privs (set by caps::finish), before execve.
     if spec.seccomp == Seccomp::Default {
-        let prog = seccomp::default_filter().map_err(|e| fail(125, e.to_string()))?;
-        seccomp::install(&prog).map_err(|e| fail(125, e.to_string()))?;
+        seccomp::install_default().map_err(|e| fail(125, e.to_string()))?;
     }
 
     let cwd = if spec.cwd.is_empty() {
